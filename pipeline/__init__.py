@@ -1,0 +1,1 @@
+"""The sin→cos Seq2Seq pipeline: one module per DVC stage plus shared helpers."""

@@ -1,0 +1,105 @@
+"""Reading and writing stage files.
+
+Writes are atomic (a temporary file beside the target, renamed over it on success), so a
+killed stage never leaves a half-written output for DVC to record. Reads turn any damage
+into an `InputError` that names the file.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputError
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path with `path`'s suffix; move it onto `path` if no error."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory, so the final rename is atomic; same suffix, because Keras and
+    # matplotlib pick the format from it.
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-",
+                                    suffix=path.suffix)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _missing(path: Path) -> InputError:
+    return InputError(f"{path}: missing; run `dvc repro` to create it")
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write `table` as CSV, floats in full precision (round-trip exact)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Read a numeric CSV table that must hold `columns`."""
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise InputError(f"{path}: not a readable CSV table ({err})") from err
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise InputError(f"{path}: missing column(s) {', '.join(absent)}; "
+                         f"found {', '.join(map(str, table.columns))}")
+    numeric = table[list(columns)].select_dtypes("number").columns
+    bad = [column for column in columns if column not in numeric]
+    if bad or table.empty:
+        raise InputError(f"{path}: column(s) {', '.join(bad) or 'all'} must be non-empty numbers")
+    return table
+
+
+def write_arrays(arrays: Mapping[str, np.ndarray], path: Path) -> None:
+    """Write named arrays as an uncompressed .npz (byte-stable for equal arrays)."""
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Read the named arrays from an .npz file, never unpickling objects."""
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            absent = [name for name in names if name not in archive.files]
+            if absent:
+                raise InputError(f"{path}: missing array(s) {', '.join(absent)}")
+            return {name: archive[name] for name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: damaged or not an .npz array file ({err})") from err
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> None:
+    """Write `data` as indented JSON."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object."""
+    if not path.is_file():
+        raise _missing(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: must hold a JSON object")
+    return data

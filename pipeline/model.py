@@ -1,0 +1,86 @@
+"""The seed's Seq2Seq network, in the Keras 3 Functional API, and its free-running decoder.
+
+Training is teacher-forced: the decoder sees the true previous target. Prediction is
+free-running: each decoder output is fed back as the next decoder input, starting from 0,
+exactly as the seed's per-step `predict()` loop does, but unrolled into one model so all
+windows decode in one batched call.
+"""
+
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from pipeline.errors import InputError
+
+ENCODER_IN = "encoder_in"
+DECODER_IN = "decoder_in"
+ENCODER_RNN = "encoder_rnn"
+DECODER_RNN = "decoder_rnn"
+DECODER_OUTPUT = "decoder_output"
+
+
+def build_training_model(steps: int, units: int, learning_rate: float) -> keras.Model:
+    """Return the compiled model ([encoder_in, decoder_in]) -> decoder output."""
+    encoder_in = keras.Input(shape=(steps, 1), name=ENCODER_IN)  # (windows, steps, 1)
+    # Only the encoder's final state reaches the decoder: the "context".
+    _, state = layers.SimpleRNN(units, return_state=True, name=ENCODER_RNN)(encoder_in)
+    decoder_in = keras.Input(shape=(steps, 1), name=DECODER_IN)  # target shifted right
+    decoder_rnn = layers.SimpleRNN(units, return_sequences=True, return_state=True,
+                                   name=DECODER_RNN)
+    decoded, _ = decoder_rnn(decoder_in, initial_state=[state])  # (windows, steps, units)
+    output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT)(decoded)
+    model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="mean_squared_error")
+    return model
+
+
+def build_free_running_model(trained: keras.Model) -> keras.Model:
+    """Return encoder_in -> predicted target, sharing `trained`'s layers and weights."""
+    steps = trained.get_layer(ENCODER_IN).output.shape[1]
+    decoder_rnn = trained.get_layer(DECODER_RNN)
+    head = trained.get_layer(DECODER_OUTPUT)
+    encoder_in = keras.Input(shape=(steps, 1), name=ENCODER_IN)
+    _, state = trained.get_layer(ENCODER_RNN)(encoder_in)
+    step_in = keras.ops.zeros_like(encoder_in[:, :1, :])  # (windows, 1, 1): the seed's 0
+    outputs = []
+    for _ in range(steps):
+        decoded, state = decoder_rnn(step_in, initial_state=[state])
+        step_in = head(decoded)  # (windows, 1, 1), fed back as the next input
+        outputs.append(step_in)
+    predicted = layers.Concatenate(axis=1, name="free_running")(outputs)
+    return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
+
+
+
+def model_inputs(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """Return one split's teacher-forced inputs (see pipeline.window), keyed by input name."""
+    return {ENCODER_IN: arrays[f"{split}.encoder_in"], DECODER_IN: arrays[f"{split}.decoder_in"]}
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a model the pipeline saved, in Keras safe mode (no arbitrary code)."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing; run `dvc repro` to create it")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a loadable Keras model ({err})") from err
+
+
+def predict_in_batches(model: keras.Model, inputs: dict[str, np.ndarray] | np.ndarray,
+                       batch_size: int) -> np.ndarray:
+    """Return `model`'s outputs for `inputs`, computed `batch_size` windows at a time."""
+    # A direct call, not predict(): predict() first traces the graph (seconds for the
+    # unrolled decoder); running this small graph eagerly takes milliseconds.
+    count = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+    batches = []
+    for start in range(0, count, batch_size):
+        window = slice(start, start + batch_size)
+        batch = ({name: array[window] for name, array in inputs.items()}
+                 if isinstance(inputs, dict) else inputs[window])
+        batches.append(keras.ops.convert_to_numpy(model(batch, training=False)))
+    return np.concatenate(batches)

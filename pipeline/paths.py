@@ -1,0 +1,65 @@
+"""Every path the pipeline reads or writes, in one place.
+
+Paths are relative to the working directory, which DVC sets to the project root (or to
+its temporary copy for queued experiments). `STAGES` says what each stage reads and
+writes; a test checks dvc.yaml against it.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+DATA = Path("data")
+
+SERIES_DIR = DATA / "series"
+TRAIN_SERIES = SERIES_DIR / "train.csv"  # columns x, input, target
+TEST_SERIES = SERIES_DIR / "test.csv"
+
+WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<field>", see pipeline.window
+
+MODEL_DIR = DATA / "model"
+MODEL = MODEL_DIR / "model.keras"
+HISTORY = MODEL_DIR / "history.csv"  # epoch, loss, val_loss
+RUN = MODEL_DIR / "run.json"  # the MLflow run that evaluate and plot add to
+
+METRICS_DIR = DATA / "metrics"
+METRICS = METRICS_DIR / "metrics.json"
+PREDICTIONS = METRICS_DIR / "predictions.csv"  # one row per decoded window step
+
+PLOTS_DIR = DATA / "plots"
+SERIES_PLOT = PLOTS_DIR / "series.png"
+LOSS_PLOT = PLOTS_DIR / "loss.png"
+PREDICTIONS_PLOT = PLOTS_DIR / "predictions.png"
+
+# The default MLflow store, under the repository root (see pipeline.tracking).
+TRACKING_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+@dataclass(frozen=True)
+class StageIO:
+    """The data files and params sections one stage reads, and the files it writes."""
+
+    reads: tuple[Path, ...]
+    params: tuple[str, ...]
+    writes: tuple[Path, ...]
+
+
+STAGES: dict[str, StageIO] = {
+    "generate": StageIO(reads=(), params=("generate",), writes=(TRAIN_SERIES, TEST_SERIES)),
+    "window": StageIO(reads=(TRAIN_SERIES, TEST_SERIES), params=("window",), writes=(WINDOWS,)),
+    # train logs every section that shaped the model, so it must rerun when any changes.
+    "train": StageIO(
+        reads=(WINDOWS,),
+        params=("generate", "window", "model", "train", "tracking"),
+        writes=(MODEL, HISTORY, RUN),
+    ),
+    "evaluate": StageIO(
+        reads=(WINDOWS, MODEL, RUN), params=("evaluate",), writes=(METRICS, PREDICTIONS)
+    ),
+    "plot": StageIO(
+        reads=(TRAIN_SERIES, HISTORY, PREDICTIONS, RUN),
+        params=("plot",),
+        writes=(SERIES_PLOT, LOSS_PLOT, PREDICTIONS_PLOT),
+    ),
+}
