@@ -1,0 +1,88 @@
+"""Shared fixtures: the project's params, tiny params for fast runs, a temporary repo."""
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a user's clone holds that the pipeline needs; outputs and stores are left behind.
+PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore")
+
+# Small enough that a full `dvc repro` takes seconds beyond the TensorFlow imports.
+TINY = {
+    "generate": {"points": 40, "test_points": 40},
+    "window": {"steps": 8},
+    "model": {"units": 4},
+    "train": {"epochs": 3, "batch_size": 8},
+    "plot": {"start_points": [0, 20], "dpi": 40},
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep telemetry and TensorFlow's start-up chatter out of every test and subprocess."""
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # `python` and `dvc` in subprocesses (and in dvc.yaml's commands) must be this
+    # interpreter's, even when the virtual environment is not activated.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def default_params() -> dict[str, Any]:
+    """Return params.yaml as committed."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+def with_overrides(raw: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Return a deep copy of `raw` with `section -> key -> value` overrides applied."""
+    result = copy.deepcopy(raw)
+    for section, values in overrides.items():
+        result[section].update(values)
+    return result
+
+
+@pytest.fixture
+def tiny_params() -> dict[str, Any]:
+    """Return the default params shrunk to a seconds-long run."""
+    return with_overrides(default_params(), TINY)
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; fail the test with that output on error."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def write_params(repo: Path, raw: dict[str, Any]) -> None:
+    """Write `raw` as the repo's params.yaml."""
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, tiny_params: dict[str, Any]) -> Path:
+    """Return a fresh git+DVC repo holding a copy of the project with tiny params."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, repo / name)
+    write_params(repo, tiny_params)
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "test@example.com"], repo)
+    run(["git", "config", "user.name", "test"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+    return repo

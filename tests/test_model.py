@@ -1,0 +1,89 @@
+"""The network's shapes, and the batched free-running decoder against a step-by-step one."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.model import (
+    DECODER_OUTPUT,
+    DECODER_RNN,
+    ENCODER_RNN,
+    build_free_running_model,
+    build_training_model,
+    load_model,
+    predict_in_batches,
+)
+
+STEPS, UNITS = 6, 5
+
+
+@pytest.fixture(scope="module")
+def model() -> keras.Model:
+    keras.utils.set_random_seed(7)
+    return build_training_model(STEPS, UNITS, 0.001)
+
+
+def numpy_decode(model: keras.Model, encoder_in: np.ndarray) -> np.ndarray:
+    """Decode one step at a time in NumPy, from the layers' weights: the seed's loop."""
+    def rnn_step(layer: str, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        kernel, recurrent, bias = model.get_layer(layer).get_weights()
+        return np.tanh(x @ kernel + h @ recurrent + bias)
+
+    dense_kernel, dense_bias = model.get_layer(DECODER_OUTPUT).get_weights()
+    state = np.zeros((len(encoder_in), UNITS), np.float32)
+    for t in range(STEPS):
+        state = rnn_step(ENCODER_RNN, encoder_in[:, t], state)
+    step_in, outputs = np.zeros((len(encoder_in), 1), np.float32), []
+    for _ in range(STEPS):
+        state = rnn_step(DECODER_RNN, step_in, state)
+        step_in = state @ dense_kernel + dense_bias
+        outputs.append(step_in)
+    return np.stack(outputs, axis=1)
+
+
+def test_training_model_maps_two_windows_to_one(model: keras.Model) -> None:
+    windows = np.zeros((3, STEPS, 1), np.float32)
+    output = model.predict([windows, windows], verbose=0)
+    assert output.shape == (3, STEPS, 1)
+    assert [tuple(t.shape) for t in model.inputs] == [(None, STEPS, 1)] * 2
+    # SimpleRNN(units) twice + Dense(1): the seed's parameter count.
+    assert model.count_params() == 2 * (UNITS + UNITS * UNITS + UNITS) + UNITS + 1
+
+
+def test_free_running_decode_matches_step_by_step(model: keras.Model) -> None:
+    encoder_in = np.random.default_rng(0).uniform(-1, 1, (9, STEPS, 1)).astype(np.float32)
+    batched = predict_in_batches(build_free_running_model(model), encoder_in, batch_size=4)
+    assert batched.shape == (9, STEPS, 1)
+    np.testing.assert_allclose(batched, numpy_decode(model, encoder_in), atol=1e-5)
+
+
+def test_free_running_model_shares_the_trained_weights(model: keras.Model) -> None:
+    free_running = build_free_running_model(model)
+    assert free_running.count_params() == model.count_params()
+    assert free_running.get_layer(DECODER_RNN) is model.get_layer(DECODER_RNN)
+
+
+def test_batch_size_does_not_change_predictions(model: keras.Model) -> None:
+    encoder_in = np.random.default_rng(1).uniform(-1, 1, (10, STEPS, 1)).astype(np.float32)
+    free_running = build_free_running_model(model)
+    np.testing.assert_allclose(predict_in_batches(free_running, encoder_in, 3),
+                               predict_in_batches(free_running, encoder_in, 100), atol=1e-6)
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"not a zip archive")
+    with pytest.raises(InputError, match=r"model.keras: not a loadable Keras model"):
+        load_model(path)
+
+
+def test_saved_model_loads_in_safe_mode_with_the_same_weights(model: keras.Model,
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = load_model(path)
+    for saved, restored in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, restored)

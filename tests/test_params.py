@@ -1,0 +1,108 @@
+"""params.yaml loads into typed values, and every kind of bad value is named clearly."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import default_params, with_overrides
+
+from pipeline.errors import ParamsError
+from pipeline.params import load_params, parse_params, split_sizes, window_count
+
+
+def test_defaults_are_the_seed_run() -> None:
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert (params.generate.points, params.generate.x_start_pi, params.generate.x_stop_pi) == (
+        100, -3.0, 3.0)
+    assert (params.generate.input, params.generate.target) == ("sin", "cos")
+    assert (params.window.steps, params.window.validation_fraction) == (24, 0.2)
+    assert params.model.units == 10
+    assert (params.train.epochs, params.train.batch_size, params.train.learning_rate) == (
+        80, 16, 0.001)
+    assert params.plot.start_points == (0, 24, 49, 74)
+
+
+def test_flat_names_every_value_by_section_and_key() -> None:
+    params = parse_params(default_params())
+    flat = params.flat()
+    assert flat["train.epochs"] == 80
+    assert flat["tracking.experiment"] == params.tracking.experiment
+    assert set(params.flat(["model"])) == {"model.units"}
+    assert len(flat) == sum(len(section) for section in default_params().values())
+
+
+def test_integers_are_accepted_where_floats_are_expected() -> None:
+    params = parse_params(with_overrides(default_params(), {"train": {"learning_rate": 1}}))
+    assert params.train.learning_rate == 1.0
+    assert isinstance(params.train.learning_rate, float)
+
+
+def test_split_sizes_round_as_keras_validation_split() -> None:
+    # Keras 3: split_at = floor(n * (1 - fraction)); the seed's 76 windows give 60 + 16.
+    assert window_count(100, 24) == 76
+    assert split_sizes(76, 0.2) == (60, 16)
+    assert split_sizes(10, 0.5) == (5, 5)
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"train": {"epochs": 0}}, "train.epochs = 0 is invalid: must be ≥ 1"),
+    ({"train": {"epochs": 2.5}}, "train.epochs = 2.5 is invalid: must be an integer"),
+    ({"train": {"epochs": True}}, "train.epochs = True is invalid: must be an integer"),
+    ({"train": {"batch_size": "16"}}, "train.batch_size = '16' is invalid: must be an integer"),
+    ({"train": {"learning_rate": -0.1}}, "train.learning_rate = -0.1 is invalid"),
+    ({"train": {"learning_rate": math.nan}}, "train.learning_rate = nan is invalid"),
+    ({"train": {"seed": -1}}, "train.seed = -1 is invalid"),
+    ({"model": {"units": 0}}, "model.units = 0 is invalid: must be in 1..4096"),
+    ({"generate": {"input": "tan"}}, "generate.input = 'tan' is invalid: must be one of"),
+    ({"generate": {"points": 1}}, "generate.points = 1 is invalid: must be ≥ 2"),
+    ({"generate": {"x_stop_pi": -5.0}}, "generate.x_stop_pi = -5.0 is invalid: must be greater"),
+    ({"window": {"steps": 100}}, "window.steps = 100 is invalid: must be less than generate.points"),
+    ({"window": {"steps": 0}}, "window.steps = 0 is invalid: must be ≥ 1"),
+    ({"window": {"validation_fraction": 1.0}}, "window.validation_fraction = 1.0 is invalid"),
+    ({"window": {"validation_fraction": 0.99}},
+     "window.validation_fraction = 0.99 is invalid: must leave at least one"),
+    ({"plot": {"start_points": [0, 76]}}, "plot.start_points = [0, 76] is invalid: each must be"),
+    ({"plot": {"start_points": []}}, "plot.start_points = [] is invalid"),
+    ({"plot": {"start_points": "0, 24"}}, "must be a list of integers"),
+    ({"tracking": {"experiment": " "}}, "tracking.experiment = ' ' is invalid"),
+    ({"train": {"optimizer": "sgd"}}, "train.optimizer = 'sgd' is invalid: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD)
+def test_bad_values_are_named_with_what_is_allowed(overrides: dict, message: str) -> None:
+    with pytest.raises(ParamsError) as caught:
+        parse_params(with_overrides(default_params(), overrides))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_key_and_section_are_named() -> None:
+    raw = default_params()
+    del raw["train"]["seed"]
+    with pytest.raises(ParamsError, match="missing key train.seed"):
+        parse_params(raw)
+    raw = default_params()
+    del raw["plot"]
+    with pytest.raises(ParamsError, match="missing section 'plot'"):
+        parse_params(raw)
+
+
+def test_unknown_section_is_named() -> None:
+    with pytest.raises(ParamsError, match="unknown section 'trian'"):
+        parse_params({**default_params(), "trian": {"epochs": 1}})
+
+
+def test_broken_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: [1\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML at line \d"):
+        load_params(path)
+
+
+def test_yaml_tags_that_would_build_python_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)

@@ -1,0 +1,114 @@
+"""The real `dvc repro` in a temporary git+DVC repo, tracked in a real MLflow SQLite store."""
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import run, with_overrides, write_params
+from mlflow.tracking import MlflowClient
+
+from pipeline.paths import METRICS, RUN, STAGES
+from pipeline.params import parse_params
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+SPLITS = ("train", "validation", "test")
+
+
+def repro(repo: Path) -> list[str]:
+    """Run `dvc repro`; return the names of the stages that ran."""
+    output = run([*DVC, "repro"], repo).stdout
+    return [line.split("'")[1] for line in output.splitlines()
+            if line.startswith("Running stage '")]
+
+
+def runs(repo: Path, experiment: str) -> list[Any]:
+    """Return the experiment's runs in the repo's store, oldest first."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r}"
+    assert found.artifact_location == (repo / "mlartifacts").as_uri()
+    return client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def check_outputs(repo: Path) -> dict[str, Any]:
+    """Check every declared output exists and the metrics are finite; return the metrics."""
+    for io in STAGES.values():
+        for path in io.writes:
+            assert (repo / path).is_file(), f"{path} missing"
+    metrics = json.loads((repo / METRICS).read_text())
+    for split in SPLITS:
+        for name in ("teacher_forced_mse", "free_run_mse", "free_run_mae",
+                     "free_run_max_abs_error"):
+            assert math.isfinite(metrics[split][name]) and metrics[split][name] >= 0
+    return metrics
+
+
+def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Check one MLflow run holds the params, loss history, metrics, figures and model."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    run_id = tracked.info.run_id
+    assert tracked.info.status == "FINISHED"
+    expected = {key: str(list(v) if isinstance(v, tuple) else v)
+                for key, v in parse_params(params).flat().items()}
+    assert tracked.data.params == expected
+    assert tracked.data.tags["git.dirty"] in {"true", "false"}
+    assert len(tracked.data.tags["git.commit"]) == 40
+    assert tracked.data.tags["tensorflow.version"]
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(
+        range(params["train"]["epochs"]))
+    assert len(client.get_metric_history(run_id, "val_loss")) == params["train"]["epochs"]
+    assert tracked.data.metrics["test.free_run_mse"] == pytest.approx(
+        metrics["test"]["free_run_mse"])
+    figures = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert figures == {"plots/series.png", "plots/loss.png", "plots/predictions.png"}
+
+
+def check_model(repo: Path) -> None:
+    """Load the logged model through MLflow and predict with it."""
+    record = json.loads((repo / RUN).read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    model = mlflow.keras.load_model(record["model_uri"])
+    steps = model.inputs[0].shape[1]
+    windows = np.zeros((2, steps, 1), np.float32)
+    assert model.predict([windows, windows], verbose=0).shape == (2, steps, 1)
+
+
+def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
+        repo: Path, tiny_params: dict[str, Any]) -> None:
+    experiment = tiny_params["tracking"]["experiment"]
+    assert repro(repo) == list(STAGES)
+    metrics = check_outputs(repo)
+    (first,) = runs(repo, experiment)
+    check_run(repo, first, tiny_params, metrics)
+    check_model(repo)
+    assert "up to date" in run([*DVC, "status"], repo).stdout
+    changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
+    assert {line[3:] for line in changed} <= {"dvc.lock", "data/"}, changed
+    assert "test.free_run_mse" in run([*DVC, "metrics", "show"], repo).stdout
+    run([*DVC, "plots", "show", "-o", str(repo.parent / "dvc_plots")], repo)
+    assert (repo.parent / "dvc_plots" / "index.html").is_file()
+
+    # A plot-only edit reruns plot alone, on the same run.
+    plot_edit = with_overrides(tiny_params, {"plot": {"dpi": 50}})
+    write_params(repo, plot_edit)
+    assert repro(repo) == ["plot"]
+    (same,) = runs(repo, experiment)
+    assert same.info.run_id == first.info.run_id
+    assert same.data.tags["plot.dpi"] == "50"  # params are immutable; the new value is tagged
+
+    # A model edit retrains: a second run, side by side, carrying the new value.
+    units_edit = with_overrides(plot_edit, {"model": {"units": 6}})
+    write_params(repo, units_edit)
+    assert repro(repo) == ["train", "evaluate", "plot"]
+    old, new = runs(repo, experiment)
+    assert old.info.run_id == first.info.run_id
+    assert new.data.params["model.units"] == "6"
+    check_run(repo, new, units_edit, check_outputs(repo))
