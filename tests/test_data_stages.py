@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import default_params
+from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
 from pipeline.generate import make_series, make_train_and_test
 from pipeline.params import parse_params
@@ -59,8 +60,6 @@ def test_windows_equal_the_seed_loop_on_default_params() -> None:
 
 
 def test_split_is_the_last_windows_as_keras_takes_them() -> None:
-    from keras.src.trainers.data_adapters.array_slicing import train_validation_split
-
     series = {c: make_series(100, -3.0, 3.0, "sin", "cos")[c].to_numpy()
               for c in ("x", "input", "target")}
     arrays = window_splits(series, series, 24, 0.2)

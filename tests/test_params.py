@@ -57,7 +57,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"generate": {"input": "tan"}}, "generate.input = 'tan' is invalid: must be one of"),
     ({"generate": {"points": 1}}, "generate.points = 1 is invalid: must be ≥ 2"),
     ({"generate": {"x_stop_pi": -5.0}}, "generate.x_stop_pi = -5.0 is invalid: must be greater"),
-    ({"window": {"steps": 100}}, "window.steps = 100 is invalid: must be less than generate.points"),
+    ({"window": {"steps": 100}}, "window.steps = 100 is invalid: must be less than"),
     ({"window": {"steps": 0}}, "window.steps = 0 is invalid: must be ≥ 1"),
     ({"window": {"validation_fraction": 1.0}}, "window.validation_fraction = 1.0 is invalid"),
     ({"window": {"validation_fraction": 0.99}},
@@ -81,7 +81,7 @@ def test_bad_values_are_named_with_what_is_allowed(overrides: dict, message: str
 def test_missing_key_and_section_are_named() -> None:
     raw = default_params()
     del raw["train"]["seed"]
-    with pytest.raises(ParamsError, match="missing key train.seed"):
+    with pytest.raises(ParamsError, match=r"missing key train\.seed"):
         parse_params(raw)
     raw = default_params()
     del raw["plot"]

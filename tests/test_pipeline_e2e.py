@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.keras
 import numpy as np
 import pytest
 from conftest import run, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
-from pipeline.paths import METRICS, RUN, STAGES
 from pipeline.params import parse_params
+from pipeline.paths import METRICS, RUN, STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -61,9 +61,9 @@ def test_changed_param_on_a_resumed_run_is_tagged_not_lost(store: Path) -> None:
 def test_resuming_a_run_the_store_does_not_have_names_run_and_store(store: Path) -> None:
     with tracking.new_run("exp"):
         pass
-    with pytest.raises(InputError, match=r"run 0123abcd is not in the store sqlite:///"):
-        with tracking.resumed_run("0123abcd"):
-            pass
+    with (pytest.raises(InputError, match=r"run 0123abcd is not in the store sqlite:///"),
+          tracking.resumed_run("0123abcd")):
+        pass
 
 
 def test_metric_series_are_logged_with_their_steps(store: Path) -> None:
