@@ -8,19 +8,25 @@ predictions feed the `plot` stage and `dvc plots`.
 
 import logging
 
+import keras
 import numpy as np
 import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
 from pipeline.files import read_arrays, write_json, write_table
-from pipeline.model import build_free_running_model, load_model, model_inputs, predict_in_batches
+from pipeline.model import (
+    DECODER_IN,
+    ENCODER_IN,
+    build_free_running_model,
+    load_model,
+    predict_in_batches,
+)
 from pipeline.params import load_params
+from pipeline.window import ARRAY_NAMES, SPLITS, split_windows
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
-WINDOW_FIELDS = ("encoder_in", "decoder_in", "target", "x", "start")
 
 
 def error_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, float]:
@@ -31,34 +37,35 @@ def error_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dic
             f"{prefix}_max_abs_error": float(np.max(np.abs(error)))}
 
 
-def prediction_table(split: str, arrays: dict[str, np.ndarray],
+def prediction_table(split: str, windows: dict[str, np.ndarray],
                      predicted: np.ndarray) -> pd.DataFrame:
     """Return one row per (window, step): where it lies, the truth and the prediction."""
-    windows, steps = arrays[f"{split}.x"].shape
+    count, steps = windows["x"].shape
     return pd.DataFrame({
         "split": split,
-        "window": np.repeat(arrays[f"{split}.start"], steps),
-        "step": np.tile(np.arange(steps), windows),
-        "x": arrays[f"{split}.x"].ravel(),
-        "target": arrays[f"{split}.target"].ravel(),
+        "window": np.repeat(windows["start"], steps),
+        "step": np.tile(np.arange(steps), count),
+        "x": windows["x"].ravel(),
+        "target": windows["target"].ravel(),
         "prediction": predicted.ravel(),
     })
 
 
-def evaluate(model, arrays: dict[str, np.ndarray], batch_size: int
+def evaluate(model: keras.Model, splits: dict[str, dict[str, np.ndarray]], batch_size: int
              ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
     """Return metrics per split and the free-running predictions of every window."""
-    sizes = [len(arrays[f"{split}.start"]) for split in SPLITS]
-    encoder_in = np.concatenate([arrays[f"{split}.encoder_in"] for split in SPLITS])
-    free_running = predict_in_batches(build_free_running_model(model), encoder_in, batch_size)
+    # All splits go through each model in one batched pass, then are split apart again.
+    every = {ENCODER_IN: np.concatenate([w["encoder_in"] for w in splits.values()]),
+             DECODER_IN: np.concatenate([w["decoder_in"] for w in splits.values()])}
+    bounds = np.cumsum([len(windows["start"]) for windows in splits.values()])[:-1]
+    free_running = np.split(predict_in_batches(build_free_running_model(model),
+                                               every[ENCODER_IN], batch_size), bounds)
+    forced = np.split(predict_in_batches(model, every, batch_size), bounds)
     metrics, tables = {}, []
-    for split, predicted in zip(SPLITS, np.split(free_running, np.cumsum(sizes)[:-1]),
-                                strict=True):
-        target = arrays[f"{split}.target"]
-        forced = predict_in_batches(model, model_inputs(arrays, split), batch_size)
-        metrics[split] = {**error_metrics(forced, target, "teacher_forced"),
-                          **error_metrics(predicted, target, "free_run")}
-        tables.append(prediction_table(split, arrays, predicted))
+    for index, (split, windows) in enumerate(splits.items()):
+        metrics[split] = {**error_metrics(forced[index], windows["target"], "teacher_forced"),
+                          **error_metrics(free_running[index], windows["target"], "free_run")}
+        tables.append(prediction_table(split, windows, free_running[index]))
     return metrics, pd.concat(tables, ignore_index=True)
 
 
@@ -66,11 +73,12 @@ def main() -> None:
     """Evaluate data/model/model.keras; write metrics.json and predictions.csv."""
     params = load_params()
     run_id = tracking.recorded_run_id()
-    arrays = read_arrays(paths.WINDOWS, [f"{s}.{f}" for s in SPLITS for f in WINDOW_FIELDS])
+    arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
+    splits = {split: split_windows(arrays, split) for split in SPLITS}
     model = load_model(paths.MODEL)
     with tracking.resumed_run(run_id):
         tracking.log_params(run_id, params.flat(paths.STAGES["evaluate"].params))
-        metrics, predictions = evaluate(model, arrays, params.evaluate.batch_size)
+        metrics, predictions = evaluate(model, splits, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions, paths.PREDICTIONS)
         tracking.log_metric_series(run_id, (

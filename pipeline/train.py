@@ -15,28 +15,19 @@ from pipeline import paths, tracking
 from pipeline.cli import run_stage
 from pipeline.files import atomic_path, read_arrays, write_json, write_table
 from pipeline.logged_model import log_keras_model
-from pipeline.model import build_training_model, model_inputs
+from pipeline.model import DECODER_IN, ENCODER_IN, build_training_model
 from pipeline.params import Params, load_params
+from pipeline.training import Split, train_epochs
+from pipeline.window import ARRAY_NAMES, split_windows
 
 log = logging.getLogger(__name__)
 
-WINDOW_ARRAYS = [f"{split}.{field}" for split in ("train", "validation")
-                 for field in ("encoder_in", "decoder_in", "target")]
-HISTORY_COLUMNS = ["epoch", "loss", "val_loss"]
 
 
-class EpochLog(keras.callbacks.Callback):
-    """Log one line per epoch, so a long run shows progress in `dvc repro`'s output."""
-
-    def __init__(self, epochs: int) -> None:
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Log the epoch's losses."""
-        logs = logs or {}
-        log.info("epoch %d/%d loss %.6f val_loss %.6f", epoch + 1, self.epochs,
-                 logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
+def split(arrays: dict[str, np.ndarray], name: str) -> Split:
+    """Return one split's (encoder_in, decoder_in, target) arrays."""
+    windows = split_windows(arrays, name)
+    return windows["encoder_in"], windows["decoder_in"], windows["target"]
 
 
 def fit(arrays: dict[str, np.ndarray], params: Params) -> tuple[keras.Model, pd.DataFrame]:
@@ -44,15 +35,15 @@ def fit(arrays: dict[str, np.ndarray], params: Params) -> tuple[keras.Model, pd.
     keras.utils.set_random_seed(params.train.seed)
     model = build_training_model(params.window.steps, params.model.units,
                                  params.train.learning_rate)
-    history = model.fit(
-        model_inputs(arrays, "train"), arrays["train.target"],
-        validation_data=(model_inputs(arrays, "validation"), arrays["validation.target"]),
-        batch_size=params.train.batch_size, epochs=params.train.epochs,
-        verbose=0, callbacks=[EpochLog(params.train.epochs)],
-    )
-    table = pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
-                          "val_loss": history.history["val_loss"]})
-    return model, table[HISTORY_COLUMNS]
+    epochs = params.train.epochs
+
+    def log_epoch(epoch: int, loss: float, validation_loss: float) -> None:
+        log.info("epoch %d/%d loss %.6f val_loss %.6f", epoch + 1, epochs, loss,
+                 validation_loss)
+
+    history = train_epochs(model, split(arrays, "train"), split(arrays, "validation"),
+                           params.train, log_epoch)
+    return model, history
 
 
 def log_history(run_id: str, history: pd.DataFrame) -> None:
@@ -66,7 +57,7 @@ def log_history(run_id: str, history: pd.DataFrame) -> None:
 def main() -> None:
     """Train, save the model and history, and record everything in a new MLflow run."""
     params = load_params()
-    arrays = read_arrays(paths.WINDOWS, WINDOW_ARRAYS)
+    arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     with tracking.new_run(params.tracking.experiment) as run:
         run_id = run.info.run_id
         tracking.log_params(run_id, params.flat(paths.STAGES["train"].params))
@@ -75,7 +66,8 @@ def main() -> None:
             model.save(tmp)
         write_table(history, paths.HISTORY)
         log_history(run_id, history)
-        example = {name: array[:2] for name, array in model_inputs(arrays, "validation").items()}
+        encoder_in, decoder_in, _ = split(arrays, "validation")
+        example = {ENCODER_IN: encoder_in[:2], DECODER_IN: decoder_in[:2]}
         model_uri = log_keras_model(model, "model", example)
         write_json({"run_id": run_id, "experiment_id": run.info.experiment_id,
                     "model_uri": model_uri}, paths.RUN)

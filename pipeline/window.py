@@ -1,10 +1,14 @@
-"""Stage `window`: cut the series into encoder/decoder windows and split them.
+"""Stage `window`: cut the series into the train, validation and test splits of windows.
 
 For window i of a series: encoder input = input[i : i+steps], decoder target =
 target[i : i+steps], decoder input = the target shifted right by one step with 0 first
 (teacher forcing). The last `validation_fraction` of the training windows are the
 validation split, as Keras' `validation_split` takes them; the test series gives the test
-windows. Vectorised with strided views; NumPy and pandas only (no TensorFlow, no MLflow).
+windows. The seed makes `points - steps` windows per series (it drops the last full one).
+
+windows.npz stores, per split, the stretch of series its windows cover plus `steps`:
+O(points) bytes, not O(points · steps). `split_windows` turns a split into its arrays as
+strided views, so no Python loop and no copy per window. NumPy and pandas only.
 """
 
 import logging
@@ -22,14 +26,10 @@ from pipeline.params import load_params, split_sizes, window_count
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-# Model inputs are (windows, steps, 1) float32; x and start locate each window for plots.
-FIELDS = ("encoder_in", "decoder_in", "target", "x", "start")
 SERIES_COLUMNS = ("x", "input", "target")
-
-
-def sliding_windows(values: np.ndarray, steps: int) -> np.ndarray:
-    """Return the (windows, steps) windows of a 1-D series, as the seed cuts them."""
-    return sliding_window_view(values, steps)[: window_count(len(values), steps)]
+# Names in windows.npz: "steps", then "<split>.<column>" and "<split>.first_window".
+ARRAY_NAMES = ("steps", *(f"{split}.{name}" for split in SPLITS
+                          for name in (*SERIES_COLUMNS, "first_window")))
 
 
 def shift_right(target: np.ndarray) -> np.ndarray:
@@ -39,39 +39,50 @@ def shift_right(target: np.ndarray) -> np.ndarray:
     return decoder_in
 
 
-def make_windows(x: np.ndarray, signal_in: np.ndarray, signal_out: np.ndarray,
-                 steps: int) -> dict[str, np.ndarray]:
-    """Return one series' windows as arrays named by `FIELDS`."""
-    target = sliding_windows(signal_out, steps).astype(np.float32)
+def split_ranges(train_points: int, test_points: int, steps: int,
+                 validation_fraction: float) -> dict[str, tuple[int, int]]:
+    """Return each split's (first window, window count) within its series."""
+    fit, validation = split_sizes(window_count(train_points, steps), validation_fraction)
+    return {"train": (0, fit), "validation": (fit, validation),
+            "test": (0, window_count(test_points, steps))}
+
+
+def cut_splits(train_series: dict[str, np.ndarray], test_series: dict[str, np.ndarray],
+               steps: int, validation_fraction: float) -> dict[str, np.ndarray]:
+    """Return the arrays of windows.npz: each split's stretch of series, and `steps`."""
+    ranges = split_ranges(len(train_series["x"]), len(test_series["x"]), steps,
+                          validation_fraction)
+    arrays = {"steps": np.array(steps)}
+    for split, (first, count) in ranges.items():
+        series = test_series if split == "test" else train_series
+        for column in SERIES_COLUMNS:
+            # count windows of `steps` points starting at `first` span count + steps - 1.
+            arrays[f"{split}.{column}"] = series[column][first:first + count + steps - 1]
+        arrays[f"{split}.first_window"] = np.array(first)
+    return arrays
+
+
+def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """Return one split's windows: encoder_in, decoder_in, target (windows, steps, 1) as
+    float32, x (windows, steps) and start (windows,), the index of each window's first point.
+    """
+    steps = int(arrays["steps"])
+
+    def cut(column: str) -> np.ndarray:
+        return sliding_window_view(arrays[f"{split}.{column}"], steps)  # (windows, steps)
+
+    target = cut("target").astype(np.float32)
     return {
-        "encoder_in": sliding_windows(signal_in, steps).astype(np.float32)[..., None],
+        "encoder_in": cut("input").astype(np.float32)[..., None],
         "decoder_in": shift_right(target)[..., None],
         "target": target[..., None],
-        "x": np.ascontiguousarray(sliding_windows(x, steps)),
-        "start": np.arange(len(target)),
+        "x": cut("x"),
+        "start": int(arrays[f"{split}.first_window"]) + np.arange(len(target)),
     }
 
 
-def split_windows(windows: dict[str, np.ndarray], validation_fraction: float
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Split windows in order: the first part to fit on, the last for validation."""
-    fit, _ = split_sizes(len(windows["start"]), validation_fraction)
-    return ({name: array[:fit] for name, array in windows.items()},
-            {name: array[fit:] for name, array in windows.items()})
-
-
-def window_splits(train_series: dict[str, np.ndarray], test_series: dict[str, np.ndarray],
-                  steps: int, validation_fraction: float) -> dict[str, np.ndarray]:
-    """Return every split's windows under "<split>.<field>" names."""
-    train_windows = make_windows(*(train_series[c] for c in SERIES_COLUMNS), steps)
-    train, validation = split_windows(train_windows, validation_fraction)
-    test = make_windows(*(test_series[c] for c in SERIES_COLUMNS), steps)
-    splits = dict(zip(SPLITS, (train, validation, test), strict=True))
-    return {f"{split}.{name}": array
-            for split, arrays in splits.items() for name, array in arrays.items()}
-
-
-def _read_series(path: Path, steps: int) -> dict[str, np.ndarray]:
+def read_series(path: Path, steps: int) -> dict[str, np.ndarray]:
+    """Read a series table; it must be long enough for one window."""
     table = read_table(path, SERIES_COLUMNS)
     if len(table) <= steps:
         raise InputError(f"{path}: {len(table)} rows, too short for {steps}-step windows")
@@ -81,13 +92,13 @@ def _read_series(path: Path, steps: int) -> dict[str, np.ndarray]:
 def main() -> None:
     """Read data/series/*.csv and write data/windows/windows.npz."""
     params = load_params()
-    train_series = _read_series(paths.TRAIN_SERIES, params.window.steps)
-    test_series = _read_series(paths.TEST_SERIES, params.window.steps)
-    arrays = window_splits(train_series, test_series, params.window.steps,
-                           params.window.validation_fraction)
+    steps = params.window.steps
+    arrays = cut_splits(read_series(paths.TRAIN_SERIES, steps),
+                        read_series(paths.TEST_SERIES, steps), steps,
+                        params.window.validation_fraction)
     write_arrays(arrays, paths.WINDOWS)
-    log.info("wrote %s", ", ".join(f"{split}: {len(arrays[f'{split}.start'])} windows"
-                                  for split in SPLITS))
+    log.info("wrote %s", ", ".join(
+        f"{split}: {len(arrays[f'{split}.x']) - steps + 1} windows" for split in SPLITS))
 
 
 if __name__ == "__main__":

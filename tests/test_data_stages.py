@@ -5,9 +5,9 @@ import pytest
 from conftest import default_params
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
-from pipeline.generate import make_series, make_train_and_test
+from pipeline.generate import make_train_and_test
 from pipeline.params import parse_params
-from pipeline.window import SPLITS, make_windows, shift_right, sliding_windows, window_splits
+from pipeline.window import ARRAY_NAMES, cut_splits, shift_right, split_windows
 
 
 def seed_windows(seq_in: np.ndarray, seq_out: np.ndarray, steps: int):
@@ -36,10 +36,22 @@ def test_test_series_is_held_out_with_the_same_spacing() -> None:
     np.testing.assert_allclose(test["target"], np.cos(test["x"]))
 
 
-def test_sliding_windows_exact_small_case() -> None:
-    windows = sliding_windows(np.arange(6.0), 3)
-    # The seed makes len - steps windows: the last full window [3, 4, 5] is dropped.
-    np.testing.assert_array_equal(windows, [[0, 1, 2], [1, 2, 3], [2, 3, 4]])
+def series_of(x: np.ndarray) -> dict[str, np.ndarray]:
+    return {"x": x, "input": np.sin(x), "target": np.cos(x)}
+
+
+def test_windows_exact_small_case() -> None:
+    values = np.arange(6.0)
+    series = {"x": values, "input": values, "target": values + 10}
+    arrays = cut_splits(series, series, steps=3, validation_fraction=0.3)
+    # The seed makes len - steps = 3 windows: the last full one, [3, 4, 5], is dropped.
+    train, validation = split_windows(arrays, "train"), split_windows(arrays, "validation")
+    np.testing.assert_array_equal(train["encoder_in"][..., 0], [[0, 1, 2], [1, 2, 3]])
+    np.testing.assert_array_equal(validation["encoder_in"][..., 0], [[2, 3, 4]])
+    np.testing.assert_array_equal(train["target"][..., 0], [[10, 11, 12], [11, 12, 13]])
+    np.testing.assert_array_equal(train["decoder_in"][..., 0], [[0, 10, 11], [0, 11, 12]])
+    np.testing.assert_array_equal(validation["start"], [2])
+    np.testing.assert_array_equal(split_windows(arrays, "test")["start"], [0, 1, 2])
 
 
 def test_decoder_input_is_target_shifted_right_by_one_with_zero_first() -> None:
@@ -48,31 +60,40 @@ def test_decoder_input_is_target_shifted_right_by_one_with_zero_first() -> None:
 
 
 def test_windows_equal_the_seed_loop_on_default_params() -> None:
-    series = make_series(100, -3.0, 3.0, "sin", "cos")
-    windows = make_windows(series["x"].to_numpy(), series["input"].to_numpy(),
-                           series["target"].to_numpy(), 24)
-    ex, dx, dy = seed_windows(np.sin(series["x"]), np.cos(series["x"]), 24)
+    x = np.linspace(-3 * np.pi, 3 * np.pi, 100)
+    arrays = cut_splits(series_of(x), series_of(x), 24, 0.2)
+    ex, dx, dy = seed_windows(np.sin(x), np.cos(x), 24)
+    splits = [split_windows(arrays, split) for split in ("train", "validation")]
     for name, expected in (("encoder_in", ex), ("decoder_in", dx), ("target", dy)):
-        assert windows[name].shape == (76, 24, 1)
-        assert windows[name].dtype == np.float32
-        np.testing.assert_array_equal(windows[name][..., 0], expected.astype(np.float32))
-    np.testing.assert_array_equal(windows["start"], np.arange(76))
+        joined = np.concatenate([windows[name] for windows in splits])
+        assert joined.shape == (76, 24, 1)
+        assert joined.dtype == np.float32
+        np.testing.assert_array_equal(joined[..., 0], expected.astype(np.float32))
+    np.testing.assert_array_equal(np.concatenate([w["start"] for w in splits]), np.arange(76))
 
 
 def test_split_is_the_last_windows_as_keras_takes_them() -> None:
-    series = {c: make_series(100, -3.0, 3.0, "sin", "cos")[c].to_numpy()
-              for c in ("x", "input", "target")}
-    arrays = window_splits(series, series, 24, 0.2)
-    all_windows = np.concatenate([arrays["train.encoder_in"], arrays["validation.encoder_in"]])
+    x = np.linspace(-3 * np.pi, 3 * np.pi, 100)
+    arrays = cut_splits(series_of(x), series_of(x), 24, 0.2)
+    fit, validation = split_windows(arrays, "train"), split_windows(arrays, "validation")
+    all_windows = np.concatenate([fit["encoder_in"], validation["encoder_in"]])
     keras_fit, keras_validation = train_validation_split(all_windows, validation_split=0.2)
-    np.testing.assert_array_equal(arrays["train.encoder_in"], keras_fit)
-    np.testing.assert_array_equal(arrays["validation.encoder_in"], keras_validation)
-    np.testing.assert_array_equal(arrays["validation.start"], np.arange(60, 76))
-    assert {key.split(".")[0] for key in arrays} == set(SPLITS)
+    np.testing.assert_array_equal(fit["encoder_in"], keras_fit)
+    np.testing.assert_array_equal(validation["encoder_in"], keras_validation)
+    np.testing.assert_array_equal(validation["start"], np.arange(60, 76))
+
+
+def test_stored_arrays_grow_with_points_not_points_times_steps() -> None:
+    x = np.linspace(0, 100, 10_000)
+    arrays = cut_splits(series_of(x), series_of(x), 50, 0.2)
+    assert sum(array.size for array in arrays.values()) < 7 * 10_000
+    assert set(arrays) == set(ARRAY_NAMES)
 
 
 @pytest.mark.parametrize("steps", [1, 5])
 def test_every_window_starts_where_its_start_index_says(steps: int) -> None:
     x = np.linspace(0, 1, 20)
-    windows = make_windows(x, np.sin(x), np.cos(x), steps)
-    np.testing.assert_array_equal(windows["x"][:, 0], x[windows["start"]])
+    arrays = cut_splits(series_of(x), series_of(x + 5), steps, 0.25)
+    for split, series_x in (("train", x), ("validation", x), ("test", x + 5)):
+        windows = split_windows(arrays, split)
+        np.testing.assert_array_equal(windows["x"][:, 0], series_x[windows["start"]])

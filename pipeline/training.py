@@ -1,0 +1,71 @@
+"""A compiled training loop: the work of Keras' `fit`, without its per-epoch overhead.
+
+Same work as the seed's `fit`: each epoch shuffles the training windows, takes Adam steps
+on mini-batches of `batch_size`, and measures the validation loss. One `tf.function`
+runs a whole epoch (traced once), so 80 epochs on 60 windows cost about a second instead
+of `fit`'s ~0.1 s of Python and tf.data overhead per epoch. The shuffle order comes from
+a NumPy generator seeded with `train.seed`, so training stays deterministic.
+"""
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from pipeline.params import TrainParams
+
+# (encoder_in, decoder_in, target), each (windows, steps, 1) float32
+Split = tuple[np.ndarray, np.ndarray, np.ndarray]
+EpochCallback = Callable[[int, float, float], None]
+
+
+def _epoch_function(model: keras.Model, train: Split, validation: Split,
+                    batch_size: int) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """Return a traced function: one epoch over `train` in the given order, then validation."""
+    encoder_in, decoder_in, target = (tf.constant(array) for array in train)
+    val_encoder_in, val_decoder_in, val_target = (tf.constant(array) for array in validation)
+    windows = len(train[0])
+    batches = -(-windows // batch_size)
+    loss_fn = keras.losses.get(model.loss)
+    optimizer = model.optimizer
+    # Create Adam's slots now: creating variables inside tf.function forces a second trace.
+    optimizer.build(model.trainable_variables)
+
+    def mean_loss(y: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(loss_fn(y, predicted))
+
+    @tf.function
+    def epoch(order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        total = tf.constant(0.0)
+        for batch in tf.range(batches):
+            index = order[batch * batch_size:tf.minimum((batch + 1) * batch_size, windows)]
+            with tf.GradientTape() as tape:
+                predicted = model([tf.gather(encoder_in, index), tf.gather(decoder_in, index)],
+                                  training=True)
+                loss = mean_loss(tf.gather(target, index), predicted)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(gradients, model.trainable_variables)
+            # Weighted by batch size, as Keras averages the epoch's loss.
+            total += loss * tf.cast(tf.size(index), tf.float32)
+        validation_loss = mean_loss(val_target, model([val_encoder_in, val_decoder_in],
+                                                      training=False))
+        return total / windows, validation_loss
+
+    return epoch
+
+
+def train_epochs(model: keras.Model, train: Split, validation: Split, params: TrainParams,
+                 on_epoch: EpochCallback | None = None) -> pd.DataFrame:
+    """Train `model` in place; return the history: epoch, loss, val_loss."""
+    epoch = _epoch_function(model, train, validation, params.batch_size)
+    order = np.random.default_rng(params.seed)
+    rows = []
+    for number in range(params.epochs):
+        loss, validation_loss = (float(value) for value in
+                                 epoch(tf.constant(order.permutation(len(train[0])))))
+        rows.append((number, loss, validation_loss))
+        if on_epoch is not None:
+            on_epoch(number, loss, validation_loss)
+    return pd.DataFrame(rows, columns=["epoch", "loss", "val_loss"])
