@@ -15,6 +15,10 @@ from keras import layers
 
 from pipeline.errors import InputError
 
+# Unrolled RNNs trace and run faster for short windows (no while loop per layer);
+# past this many steps the unrolled graph grows too large to pay off.
+UNROLL_MAX_STEPS = 64
+
 ENCODER_IN = "encoder_in"
 DECODER_IN = "decoder_in"
 ENCODER_RNN = "encoder_rnn"
@@ -24,12 +28,14 @@ DECODER_OUTPUT = "decoder_output"
 
 def build_training_model(steps: int, units: int, learning_rate: float) -> keras.Model:
     """Return the compiled model ([encoder_in, decoder_in]) -> decoder output."""
+    unroll = steps <= UNROLL_MAX_STEPS
     encoder_in = keras.Input(shape=(steps, 1), name=ENCODER_IN)  # (windows, steps, 1)
     # Only the encoder's final state reaches the decoder: the "context".
-    _, state = layers.SimpleRNN(units, return_state=True, name=ENCODER_RNN)(encoder_in)
+    _, state = layers.SimpleRNN(units, return_state=True, unroll=unroll,
+                                name=ENCODER_RNN)(encoder_in)
     decoder_in = keras.Input(shape=(steps, 1), name=DECODER_IN)  # target shifted right
     decoder_rnn = layers.SimpleRNN(units, return_sequences=True, return_state=True,
-                                   name=DECODER_RNN)
+                                   unroll=unroll, name=DECODER_RNN)
     decoded, _ = decoder_rnn(decoder_in, initial_state=[state])  # (windows, steps, units)
     output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT)(decoded)
     model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
