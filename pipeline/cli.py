@@ -1,9 +1,15 @@
-"""Running a stage as a command: logging set up, user errors as one line, exit codes."""
+"""Running a stage as a command: logging set up, user errors as one line, signals.
+
+Exit codes: 0 done, 1 a bug (with its traceback), 2 a user error (one line, naming what
+is wrong), 130 Ctrl-C, 143 SIGTERM. Any non-zero exit makes DVC record nothing.
+"""
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 from pipeline.errors import PipelineError
 
@@ -13,10 +19,19 @@ log = logging.getLogger("pipeline")
 DEBUG_ENV = "PIPELINE_DEBUG"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so open MLflow runs end as KILLED."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`; on a user error log one line and exit 2 (DVC records nothing)."""
+    """Run a stage's `main` and exit with a code that says how it ended."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except PipelineError as err:
@@ -24,3 +39,9 @@ def run_stage(main: Callable[[], None]) -> None:
             log.exception("error")
         log.error("error: %s", err)
         sys.exit(2)
+    except Terminated:
+        log.error("terminated (SIGTERM)")
+        sys.exit(143)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        sys.exit(130)

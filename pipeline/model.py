@@ -6,7 +6,6 @@ exactly as the seed's per-step `predict()` loop does, but unrolled into one mode
 windows decode in one batched call.
 """
 
-import zipfile
 from pathlib import Path
 
 import keras
@@ -71,8 +70,8 @@ def load_model(path: Path) -> keras.Model:
         raise InputError(f"{path}: missing; run `dvc repro` to create it")
     try:
         return keras.models.load_model(path, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: not a loadable Keras model ({err})") from err
+    except Exception as err:  # Keras raises many kinds of error for a file that is not a model
+        raise InputError(f"{path}: not a loadable Keras model ({err!r})") from err
 
 
 def predict_in_batches(model: keras.Model, inputs: dict[str, np.ndarray] | np.ndarray,

@@ -1,13 +1,14 @@
-"""MLflow tracking: where runs are stored, and the one run each trained model gets.
+"""MLflow tracking: the one run each trained model gets, and what goes into it.
 
 `train` opens the run and records its id in data/model/run.json; `evaluate` and `plot`
-resume it by that id. The default store is `sqlite:///<repo root>/mlflow.db`, the root
-taken from DVC_ROOT when DVC runs the stage, so experiments that DVC runs in temporary
-copies land in the same store; MLFLOW_TRACKING_URI overrides it (for a shared server).
+resume it by that id (pipeline.store says where runs are kept). A run never stays
+RUNNING: it ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM, and one left
+RUNNING by a SIGKILLed stage is closed as KILLED the next time a model is trained.
 """
 
 import logging
 import os
+import socket
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,50 +21,15 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.errors import InputError, PipelineError
+from pipeline import paths, store
+from pipeline.errors import InputError
 from pipeline.files import read_json
 
 log = logging.getLogger(__name__)
 
-SQLITE_PREFIX = "sqlite:///"
 BATCH_LIMIT = 1000  # metrics per log_batch request, MLflow's own limit
-
-
-def project_root() -> Path:
-    """Return the repository root: DVC_ROOT inside a DVC stage, else the working directory."""
-    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
-
-
-def tracking_uri() -> str:
-    """Return MLFLOW_TRACKING_URI if set, else the SQLite store under the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"{SQLITE_PREFIX}{project_root() / paths.TRACKING_DB}")
-
-
-def artifact_location(uri: str) -> str | None:
-    """Return an absolute artifact root beside a SQLite store; a server chooses its own."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    database = Path(uri.removeprefix(SQLITE_PREFIX)).resolve()
-    return (database.parent / paths.ARTIFACTS_DIR).as_uri()
-
-
-def _experiment_id(client: MlflowClient, name: str, location: str | None) -> str:
-    """Return the id of experiment `name`, creating it if it does not exist."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name, artifact_location=location)
-        except MlflowException:
-            # Another process created it between our lookup and create.
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-    if experiment.lifecycle_stage == "deleted":
-        raise PipelineError(f"MLflow experiment {name!r} is deleted; restore it with "
-                            f"`mlflow experiments restore` or set tracking.experiment")
-    return experiment.experiment_id
+# Tags that say which process holds a run open, so an abandoned one can be closed.
+HOST_TAG, PID_TAG = "pipeline.host", "pipeline.pid"
 
 
 def _git(*args: str) -> str | None:
@@ -93,15 +59,59 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
+def _owner_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_abandoned_runs(experiment_id: str) -> None:
+    """Mark KILLED the runs left RUNNING by a process of this host that no longer exists.
+
+    A SIGKILLed stage cannot end its run; runs of live processes (parallel experiments)
+    and of other hosts are left alone.
+    """
+    client = MlflowClient()
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(tags.get(PID_TAG, 0))):
+            log.warning("closing run %s, left RUNNING by process %s", run.info.run_id,
+                        tags[PID_TAG])
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
+@contextmanager
+def _ending_run(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
+    """End `run` FINISHED, or KILLED on Ctrl-C or SIGTERM, or FAILED on any other error."""
+    try:
+        yield run
+    except KeyboardInterrupt:  # pipeline.cli turns SIGTERM into one as well
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
 @contextmanager
 def new_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment_id(MlflowClient(), experiment, artifact_location(uri))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                          tags=run_tags()) as run:
-        log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
+    uri = store.connect()
+    experiment_id = store.experiment_id(experiment)
+    close_abandoned_runs(experiment_id)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
+                           tags={**run_tags(), **_owner_tags()})
+    log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
+    with _ending_run(run):
         yield run
 
 
@@ -116,14 +126,14 @@ def recorded_run_id() -> str:
 @contextmanager
 def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Resume the run `train` opened, or fail naming the run and the store."""
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = store.connect()
     try:
         MlflowClient().get_run(run_id)
     except MlflowException as err:
         raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store {uri}; "
                          f"run `dvc repro -f train` to train and track a new one") from err
-    with mlflow.start_run(run_id=run_id) as run:
+    run = mlflow.start_run(run_id=run_id, tags=_owner_tags())
+    with _ending_run(run):
         yield run
 
 

@@ -35,6 +35,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Any:
+    """Undo environment changes a test makes in-process.
+
+    mlflow.set_tracking_uri() also sets MLFLOW_TRACKING_URI in os.environ, which would
+    point every later subprocess (dvc repro, stages) at an earlier test's store.
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def default_params() -> dict[str, Any]:
     """Return params.yaml as committed."""
     return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))

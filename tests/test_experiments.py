@@ -1,0 +1,74 @@
+"""Experiments as users run them: reruns are bit-identical; queued runs in parallel land safely."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import run
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+
+
+def results(repo: Path) -> tuple[list[np.ndarray], str]:
+    """Return the trained weights and metrics.json's text."""
+    model = keras.models.load_model(repo / "data" / "model" / "model.keras", safe_mode=True)
+    return model.get_weights(), (repo / "data" / "metrics" / "metrics.json").read_text()
+
+
+def test_same_params_give_identical_weights_and_metrics_with_1_or_2_threads(
+        repo: Path) -> None:
+    run([*DVC, "repro"], repo)
+    first_weights, first_metrics = results(repo)
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+               "OMP_NUM_THREADS": "1"}
+    for env in ({}, threads):
+        done = subprocess.run([*DVC, "repro", "-f"], cwd=repo, env={**os.environ, **env},
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        weights, metrics = results(repo)
+        assert metrics == first_metrics
+        for before, after in zip(first_weights, weights, strict=True):
+            np.testing.assert_array_equal(before, after)
+
+
+def wait_for_queue(repo: Path, timeout: float = 600) -> str:
+    """Wait until no queued experiment is queued or running; return the last status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run([*DVC, "queue", "status"], repo).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    pytest.fail(f"queue still busy after {timeout} s:\n{status}")
+
+
+def test_queued_experiments_run_in_parallel_all_land_in_the_root_store(
+        repo: Path, tiny_params: dict) -> None:
+    assert not (repo / "mlflow.db").exists()
+    for units in (2, 3, 4, 5):
+        run([*DVC, "exp", "run", "--queue", "-S", f"model.units={units}"], repo)
+    run([*DVC, "queue", "start", "-j", "2"], repo)
+    status = wait_for_queue(repo)
+    assert status.count("Success") == 4, status
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.params["model.units"] for r in runs) == ["2", "3", "4", "5"]
+    names = set(run([*DVC, "exp", "list", "--name-only"], repo).stdout.split())
+    assert len(names) == 4
+    for tracked in runs:
+        assert tracked.info.status == "FINISHED"
+        assert tracked.info.run_name in names
+        assert tracked.data.tags["dvc.experiment"] == tracked.info.run_name
+        figures = {a.path for a in client.list_artifacts(tracked.info.run_id, "plots")}
+        assert len(figures) == 3
+    assert experiment.artifact_location == (repo / "mlartifacts").as_uri()

@@ -1,0 +1,118 @@
+"""Faults users cause: bad params, killed runs, a tracking server that is down.
+
+Each runs the real `dvc repro` or stage command in a temporary git+DVC repo with a real
+MLflow SQLite store, and checks that nothing is lost or left half-done.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run, with_overrides, write_params
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking import PID_TAG
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+LONG_TRAINING = {"train": {"epochs": 1_000_000}}
+
+
+def client(repo: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def all_runs(repo: Path) -> list[Any]:
+    if not (repo / "mlflow.db").exists():
+        return []
+    found = client(repo).search_experiments()
+    return client(repo).search_runs([e.experiment_id for e in found]) if found else []
+
+
+def running_run(repo: Path, timeout: float = 120) -> Any:
+    """Wait until a run is RUNNING and has started training; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
+        if running and running[0].data.params:  # params are logged just before fit
+            return running[0]
+        time.sleep(0.5)
+    pytest.fail("no RUNNING run appeared")
+
+
+def start_repro(repo: Path) -> subprocess.Popen:
+    """Start `dvc repro` in its own process group, so the whole tree can be killed."""
+    # Create the store before polling it, or this process and the stage would race to
+    # create its schema.
+    client(repo).search_experiments()
+    return subprocess.Popen([*DVC, "repro"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_bad_param_fails_before_any_work_and_records_nothing(repo: Path,
+                                                             tiny_params: dict) -> None:
+    run([*DVC, "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "first run"], repo)
+    write_params(repo, with_overrides(tiny_params, {"model": {"units": 0}}))
+    done = run([*DVC, "repro"], repo, check=False)
+    assert done.returncode != 0
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line]
+    assert errors == [errors[0]] and "model.units = 0 is invalid: must be in 1..4096" in errors[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert len(all_runs(repo)) == 1
+    assert run(["git", "diff", "--stat", "dvc.lock"], repo).stdout == ""
+
+
+def test_sigterm_during_training_ends_the_run_killed(repo: Path, tiny_params: dict) -> None:
+    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
+    repro = start_repro(repo)
+    victim = running_run(repo)
+    os.kill(int(victim.data.tags[PID_TAG]), signal.SIGTERM)
+    output, _ = repro.communicate(timeout=60)
+    assert repro.returncode != 0
+    assert "terminated (SIGTERM)" in output
+    assert client(repo).get_run(victim.info.run_id).info.status == "KILLED"
+    assert not (repo / "data" / "model" / "model.keras").exists()
+
+
+def test_sigkilled_repro_leaves_no_run_running_after_the_next_repro(
+        repo: Path, tiny_params: dict) -> None:
+    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
+    repro = start_repro(repo)
+    victim = running_run(repo)
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait(timeout=30)
+    assert client(repo).get_run(victim.info.run_id).info.status == "RUNNING"
+
+    write_params(repo, tiny_params)
+    run([*DVC, "repro"], repo)
+    statuses = {r.info.run_id: r.info.status for r in all_runs(repo)}
+    assert statuses.pop(victim.info.run_id) == "KILLED"
+    assert list(statuses.values()) == ["FINISHED"]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_tracking_server_down_fails_fast_naming_the_uri(repo: Path) -> None:
+    run([*DVC, "repro", "window"], repo)
+    uri = f"http://127.0.0.1:{closed_port()}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    start = time.monotonic()
+    done = subprocess.run([*DVC, "repro"], cwd=repo, env=env, capture_output=True, text=True,
+                          check=False)
+    assert time.monotonic() - start < 15
+    assert done.returncode != 0
+    assert f"MLflow tracking server {uri} is not reachable" in done.stdout + done.stderr
+    assert "train:" not in (repo / "dvc.lock").read_text()
