@@ -82,6 +82,13 @@ def check_model(repo: Path) -> None:
     assert model.predict([windows, windows], verbose=0).shape == (2, steps, 1)
 
 
+def imports_after_running(repo: Path, stage: str) -> set[str]:
+    """Run a stage to completion in a fresh interpreter; return the modules it loaded."""
+    code = ("import runpy, sys; runpy.run_module('pipeline.' + sys.argv[1], "
+            "run_name='__main__'); print(' '.join(sys.modules))")
+    return set(run([sys.executable, "-c", code, stage], repo).stdout.split())
+
+
 def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
         repo: Path, tiny_params: dict[str, Any]) -> None:
     experiment = tiny_params["tracking"]["experiment"]
@@ -90,6 +97,8 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     (first,) = runs(repo, experiment)
     check_run(repo, first, tiny_params, metrics)
     check_model(repo)
+    for stage in ("generate", "window", "plot"):
+        assert not {"tensorflow", "keras"} & imports_after_running(repo, stage), stage
     assert "up to date" in run([*DVC, "status"], repo).stdout
     changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
     assert {line[3:] for line in changed} <= {"dvc.lock", "data/"}, changed
