@@ -7,18 +7,8 @@ from keras.src.trainers.data_adapters.array_slicing import train_validation_spli
 
 from pipeline.generate import make_train_and_test
 from pipeline.params import parse_params
+from pipeline.seed_reference import seed_windows
 from pipeline.window import ARRAY_NAMES, cut_splits, shift_right, split_windows
-
-
-def seed_windows(seq_in: np.ndarray, seq_out: np.ndarray, steps: int):
-    """The seed notebook's own loop, as written there."""
-    n = len(seq_in) - steps
-    ex, dx, dy = np.zeros((n, steps)), np.zeros((n, steps)), np.zeros((n, steps))
-    for i in range(n):
-        ex[i] = seq_in[i:i + steps]
-        dx[i, 1:] = seq_out[i:i + steps - 1]
-        dy[i] = seq_out[i:i + steps]
-    return ex, dx, dy
 
 
 def test_training_series_is_the_seeds() -> None:
@@ -62,7 +52,7 @@ def test_decoder_input_is_target_shifted_right_by_one_with_zero_first() -> None:
 def test_windows_equal_the_seed_loop_on_default_params() -> None:
     x = np.linspace(-3 * np.pi, 3 * np.pi, 100)
     arrays = cut_splits(series_of(x), series_of(x), 24, 0.2)
-    ex, dx, dy = seed_windows(np.sin(x), np.cos(x), 24)
+    ex, dx, dy = (a[..., 0] for a in seed_windows(np.sin(x), np.cos(x), 24))
     splits = [split_windows(arrays, split) for split in ("train", "validation")]
     for name, expected in (("encoder_in", ex), ("decoder_in", dx), ("target", dy)):
         joined = np.concatenate([windows[name] for windows in splits])
