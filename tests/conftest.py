@@ -26,10 +26,9 @@ TINY = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep telemetry and TensorFlow's start-up chatter out of every test and subprocess."""
+    """Keep telemetry out of every test and subprocess."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DVC_NO_ANALYTICS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # `python` and `dvc` in subprocesses (and in dvc.yaml's commands) must be this
     # interpreter's, even when the virtual environment is not activated.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
