@@ -81,14 +81,21 @@ class WindowParams:
         )
 
 
+# Names of the recurrent cells pipeline.model builds (kept here so that validating params
+# needs no Keras import).
+CELLS = ("simple_rnn", "gru", "lstm")
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """The Seq2Seq network."""
 
+    cell: str
     units: int
 
     def check(self) -> None:
         """Check each value on its own."""
+        _require(self.cell in CELLS, "model.cell", self.cell, f"must be one of {list(CELLS)}")
         _require(1 <= self.units <= 4096, "model.units", self.units, "must be in 1..4096")
 
 

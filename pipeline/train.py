@@ -2,7 +2,9 @@
 
 Writes the model, the per-epoch history (a DVC plot) and run.json, the id of the MLflow
 run that `evaluate` and `plot` add to. The run holds the params, the provenance tags, the
-loss curves (one step per epoch) and the model with a signature and an input example.
+loss curves (one step per epoch), and two logged models with signatures and input
+examples: `model`, the teacher-forced training model, and `predictor`, which maps an input
+window (batch, steps, 1) to its free-running predicted window (batch, steps, 1).
 """
 
 import logging
@@ -15,7 +17,12 @@ from pipeline import paths, tracking
 from pipeline.cli import run_stage
 from pipeline.files import atomic_path, read_arrays, write_json, write_table
 from pipeline.logged_model import log_keras_model
-from pipeline.model import DECODER_IN, ENCODER_IN, build_training_model
+from pipeline.model import (
+    DECODER_IN,
+    ENCODER_IN,
+    build_free_running_model,
+    build_training_model,
+)
 from pipeline.params import Params, load_params
 from pipeline.training import Split, train_epochs
 from pipeline.window import ARRAY_NAMES, split_windows
@@ -34,7 +41,7 @@ def fit(arrays: dict[str, np.ndarray], params: Params) -> tuple[keras.Model, pd.
     """Train a fresh, seeded model; return it and its per-epoch history."""
     keras.utils.set_random_seed(params.train.seed)
     model = build_training_model(params.window.steps, params.model.units,
-                                 params.train.learning_rate)
+                                 params.train.learning_rate, params.model.cell)
     epochs = params.train.epochs
 
     def log_epoch(epoch: int, loss: float, validation_loss: float) -> None:
@@ -69,8 +76,12 @@ def main() -> None:
         encoder_in, decoder_in, _ = split(arrays, "validation")
         example = {ENCODER_IN: encoder_in[:2], DECODER_IN: decoder_in[:2]}
         model_uri = log_keras_model(model, "model", example)
+        # What users serve: input window -> free-running prediction, pure Keras, so
+        # mlflow.pyfunc loads and runs it without this project's code.
+        predictor_uri = log_keras_model(build_free_running_model(model), "predictor",
+                                        encoder_in[:2])
         write_json({"run_id": run_id, "experiment_id": run.info.experiment_id,
-                    "model_uri": model_uri}, paths.RUN)
+                    "model_uri": model_uri, "predictor_uri": predictor_uri}, paths.RUN)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
              last["val_loss"])

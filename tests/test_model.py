@@ -11,11 +11,13 @@ from pipeline.model import (
     DECODER_OUTPUT,
     DECODER_RNN,
     ENCODER_RNN,
+    RNN_LAYERS,
     build_free_running_model,
     build_training_model,
     load_model,
     predict_in_batches,
 )
+from pipeline.params import CELLS
 
 STEPS, UNITS = 6, 5
 
@@ -88,3 +90,29 @@ def test_saved_model_loads_in_safe_mode_with_the_same_weights(model: keras.Model
     loaded = load_model(path)
     for saved, restored in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, restored)
+
+
+def layer_step_decode(model: keras.Model, encoder_in: np.ndarray) -> np.ndarray:
+    """Decode as the seed does: the decoder RNN layer on one step at a time."""
+    states = list(model.get_layer(ENCODER_RNN)(encoder_in)[1:])
+    step_in, outputs = np.zeros((len(encoder_in), 1, 1), np.float32), []
+    for _ in range(encoder_in.shape[1]):
+        decoded, *states = model.get_layer(DECODER_RNN)(step_in, initial_state=states)
+        step_in = keras.ops.convert_to_numpy(model.get_layer(DECODER_OUTPUT)(decoded))
+        outputs.append(step_in[:, 0])
+    return np.stack(outputs, axis=1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_cell_trains_shape_and_decodes_like_the_step_by_step_loop(cell: str) -> None:
+    keras.utils.set_random_seed(11)
+    model = build_training_model(STEPS, UNITS, 0.001, cell)
+    encoder_in = np.random.default_rng(2).uniform(-1, 1, (5, STEPS, 1)).astype(np.float32)
+    assert model.predict([encoder_in, encoder_in], verbose=0).shape == (5, STEPS, 1)
+    np.testing.assert_allclose(
+        predict_in_batches(build_free_running_model(model), encoder_in, 8),
+        layer_step_decode(model, encoder_in), atol=1e-5)
+
+
+def test_params_cell_names_are_the_cells_the_model_builds() -> None:
+    assert set(CELLS) == set(RNN_LAYERS)

@@ -28,7 +28,7 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     flat = params.flat()
     assert flat["train.epochs"] == 80
     assert flat["tracking.experiment"] == params.tracking.experiment
-    assert set(params.flat(["model"])) == {"model.units"}
+    assert set(params.flat(["model"])) == {"model.cell", "model.units"}
     assert len(flat) == sum(len(section) for section in default_params().values())
 
 
@@ -54,6 +54,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"train": {"learning_rate": math.nan}}, "train.learning_rate = nan is invalid"),
     ({"train": {"seed": -1}}, "train.seed = -1 is invalid"),
     ({"model": {"units": 0}}, "model.units = 0 is invalid: must be in 1..4096"),
+    ({"model": {"cell": "rnn"}}, "model.cell = 'rnn' is invalid: must be one of ['simple_rnn'"),
     ({"generate": {"input": "tan"}}, "generate.input = 'tan' is invalid: must be one of"),
     ({"generate": {"points": 1}}, "generate.points = 1 is invalid: must be ≥ 2"),
     ({"generate": {"x_stop_pi": -5.0}}, "generate.x_stop_pi = -5.0 is invalid: must be greater"),

@@ -9,12 +9,15 @@ from typing import Any
 import mlflow
 import mlflow.keras
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import run, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
+from pipeline.files import read_arrays
 from pipeline.params import parse_params
-from pipeline.paths import METRICS, RUN, STAGES
+from pipeline.paths import METRICS, PREDICTIONS, RUN, STAGES, WINDOWS
+from pipeline.window import ARRAY_NAMES, split_windows
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +125,33 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     assert old.info.run_id == first.info.run_id
     assert new.data.params["model.units"] == "6"
     check_run(repo, new, units_edit, check_outputs(repo))
+
+
+PYFUNC = """
+import sys
+import mlflow
+import numpy as np
+mlflow.set_tracking_uri(sys.argv[1])
+predictor = mlflow.pyfunc.load_model(sys.argv[2])
+np.save(sys.argv[4], predictor.predict(np.load(sys.argv[3])))
+assert not any(name == "pipeline" or name.startswith("pipeline.") for name in sys.modules)
+"""
+
+
+def test_logged_predictor_serves_through_pyfunc_without_the_project(
+        repo: Path, tmp_path: Path) -> None:
+    run([*DVC, "repro"], repo)
+    record = json.loads((repo / RUN).read_text())
+    arrays = read_arrays(repo / WINDOWS, ARRAY_NAMES)
+    windows = split_windows(arrays, "test")["encoder_in"]
+    np.save(tmp_path / "windows.npy", windows)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    run([sys.executable, "-I", "-c", PYFUNC, f"sqlite:///{repo / 'mlflow.db'}",
+         record["predictor_uri"], str(tmp_path / "windows.npy"),
+         str(tmp_path / "predicted.npy")], outside)
+    predicted = np.load(tmp_path / "predicted.npy")
+    table = pd.read_csv(repo / PREDICTIONS)
+    expected = table[table["split"] == "test"]["prediction"].to_numpy()
+    assert predicted.shape == windows.shape
+    np.testing.assert_allclose(predicted.ravel(), expected, atol=1e-5)
