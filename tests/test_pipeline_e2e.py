@@ -93,13 +93,14 @@ def imports_after_running(repo: Path, stage: str) -> set[str]:
 
 
 def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
-        repo: Path, tiny_params: dict[str, Any]) -> None:
+        repo: Path, tiny_params: dict[str, Any], tmp_path: Path) -> None:
     experiment = tiny_params["tracking"]["experiment"]
     assert repro(repo) == list(STAGES)
     metrics = check_outputs(repo)
     (first,) = runs(repo, experiment)
     check_run(repo, first, tiny_params, metrics)
     check_model(repo)
+    check_predictor_serves_without_the_project(repo, tmp_path)
     for stage in ("generate", "window", "plot"):
         assert not {"tensorflow", "keras"} & imports_after_running(repo, stage), stage
     assert "up to date" in run([*DVC, "status"], repo).stdout
@@ -138,19 +139,17 @@ assert not any(name == "pipeline" or name.startswith("pipeline.") for name in sy
 """
 
 
-def test_logged_predictor_serves_through_pyfunc_without_the_project(
-        repo: Path, tmp_path: Path) -> None:
-    run([*DVC, "repro"], repo)
+def check_predictor_serves_without_the_project(repo: Path, scratch: Path) -> None:
+    """Load the logged predictor through pyfunc in an isolated interpreter outside the repo."""
     record = json.loads((repo / RUN).read_text())
-    arrays = read_arrays(repo / WINDOWS, ARRAY_NAMES)
-    windows = split_windows(arrays, "test")["encoder_in"]
-    np.save(tmp_path / "windows.npy", windows)
-    outside = tmp_path / "elsewhere"
+    windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")["encoder_in"]
+    np.save(scratch / "windows.npy", windows)
+    outside = scratch / "elsewhere"
     outside.mkdir()
     run([sys.executable, "-I", "-c", PYFUNC, f"sqlite:///{repo / 'mlflow.db'}",
-         record["predictor_uri"], str(tmp_path / "windows.npy"),
-         str(tmp_path / "predicted.npy")], outside)
-    predicted = np.load(tmp_path / "predicted.npy")
+         record["predictor_uri"], str(scratch / "windows.npy"),
+         str(scratch / "predicted.npy")], outside)
+    predicted = np.load(scratch / "predicted.npy")
     table = pd.read_csv(repo / PREDICTIONS)
     expected = table[table["split"] == "test"]["prediction"].to_numpy()
     assert predicted.shape == windows.shape

@@ -1,0 +1,86 @@
+"""The pipeline against a team's tracking server: a real `mlflow server` on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import mlflow.keras
+import numpy as np
+import pytest
+from conftest import run
+from mlflow.tracking import MlflowClient
+
+from pipeline.paths import RUN
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """Start `mlflow server` (SQLite backend, served artifacts); yield its URI."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
+        repo: Path, server: str, tiny_params: dict, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": server},
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (repo / "mlflow.db").exists()  # nothing fell back to the local store
+
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+    (tracked,) = client.search_runs([experiment.experiment_id])
+    assert tracked.info.status == "FINISHED"
+    assert tracked.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert len(client.get_metric_history(tracked.info.run_id, "loss")) == (
+        tiny_params["train"]["epochs"])
+    assert {a.path for a in client.list_artifacts(tracked.info.run_id, "plots")} == {
+        "plots/series.png", "plots/loss.png", "plots/predictions.png"}
+    downloaded = client.download_artifacts(tracked.info.run_id, "plots/loss.png",
+                                           str(tmp_path))
+    assert Path(downloaded).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    mlflow.set_tracking_uri(server)
+    record = json.loads((repo / RUN).read_text())
+    predictor = mlflow.pyfunc.load_model(record["predictor_uri"])
+    steps = tiny_params["window"]["steps"]
+    assert predictor.predict(np.zeros((3, steps, 1), np.float32)).shape == (3, steps, 1)
+    model = mlflow.keras.load_model(record["model_uri"])
+    assert len(model.inputs) == 2
+    assert run(["git", "status", "--porcelain", "mlflow.db"], repo).stdout == ""
