@@ -63,7 +63,7 @@ def project_fit(repo: Path, seed: int) -> dict[str, Any]:
     keras.utils.set_random_seed(seed)
     model = build_training_model(STEPS, UNITS, 0.001)
     start = time.perf_counter()
-    history = train_epochs(model, train, validation, TrainParams(80, 16, 0.001, seed))
+    history = train_epochs(model, train, validation, TrainParams(80, 16, 0.001, seed, 0))
     return {"seconds": time.perf_counter() - start,
             "val_loss": float(history["val_loss"].iloc[-1])}
 

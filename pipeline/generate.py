@@ -19,21 +19,26 @@ from pipeline.signals import SIGNALS
 log = logging.getLogger(__name__)
 
 
-def make_series(points: int, start_pi: float, stop_pi: float, input_name: str,
-                target_name: str) -> pd.DataFrame:
+def make_series(params: GenerateParams, points: int, start_pi: float, stop_pi: float,
+                noise: np.random.Generator) -> pd.DataFrame:
     """Return columns x, input, target over `points` samples of [start_pi·π, stop_pi·π]."""
     x = np.linspace(start_pi * np.pi, stop_pi * np.pi, points)
-    return pd.DataFrame({"x": x, "input": SIGNALS[input_name](x),
-                         "target": SIGNALS[target_name](x)})
+    signal_in = SIGNALS[params.input](x)
+    if params.noise_std > 0:  # no draw at all when off: the seed's series stay exact
+        signal_in = signal_in + noise.normal(0.0, params.noise_std, points)
+    return pd.DataFrame({"x": x, "input": signal_in,
+                         "target": SIGNALS[params.target](x + params.target_phase_pi * np.pi)})
 
 
 def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return the training series and the held-out test series."""
-    train = make_series(params.points, params.x_start_pi, params.x_stop_pi,
-                        params.input, params.target)
-    test = make_series(params.test_points, params.test_x_start_pi, params.test_x_stop_pi,
-                       params.input, params.target)
-    return train, test
+    # Separate noise streams, so resizing the test series leaves the training noise alone.
+    train_noise, test_noise = (np.random.default_rng([params.noise_seed, stream])
+                               for stream in (0, 1))
+    return (make_series(params, params.points, params.x_start_pi, params.x_stop_pi,
+                        train_noise),
+            make_series(params, params.test_points, params.test_x_start_pi,
+                        params.test_x_stop_pi, test_noise))
 
 
 def main() -> None:

@@ -46,9 +46,16 @@ class GenerateParams:
     test_points: int
     test_x_start_pi: float
     test_x_stop_pi: float
+    target_phase_pi: float
+    noise_std: float
+    noise_seed: int
 
     def check(self) -> None:
         """Check each value on its own."""
+        _require(0.0 <= self.noise_std <= 10.0, "generate.noise_std", self.noise_std,
+                 "must be in 0..10 (0 = no noise)")
+        _require(0 <= self.noise_seed < 2**32, "generate.noise_seed", self.noise_seed,
+                 "must be in 0..2**32-1")
         for key in ("points", "test_points"):
             _require(getattr(self, key) >= 2, f"generate.{key}", getattr(self, key), "must be ≥ 2")
         for key in ("input", "target"):
@@ -107,9 +114,12 @@ class TrainParams:
     batch_size: int
     learning_rate: float
     seed: int
+    early_stopping_patience: int
 
     def check(self) -> None:
         """Check each value on its own."""
+        _require(self.early_stopping_patience >= 0, "train.early_stopping_patience",
+                 self.early_stopping_patience, "must be ≥ 0 (0 = off)")
         _require(self.epochs >= 1, "train.epochs", self.epochs, "must be ≥ 1")
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be ≥ 1")
         _require(

@@ -80,10 +80,33 @@ def train_epochs(model: keras.Model, train: Split, validation: Split, params: Tr
         return _train(model, train, validation, params, on_epoch)
 
 
+class _EarlyStopping:
+    """Keep the best weights; say when val_loss has not improved for `patience` epochs."""
+
+    def __init__(self, model: keras.Model, patience: int) -> None:
+        self.model, self.patience = model, patience
+        self.best, self.best_weights, self.waited = float("inf"), None, 0
+
+    def should_stop(self, validation_loss: float) -> bool:
+        """Record an epoch's val_loss; return True when training should stop."""
+        if validation_loss < self.best:
+            self.best, self.best_weights, self.waited = (
+                validation_loss, self.model.get_weights(), 0)
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore_best(self) -> None:
+        """Put the best epoch's weights back into the model."""
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
 def _train(model: keras.Model, train: Split, validation: Split, params: TrainParams,
            on_epoch: EpochCallback | None) -> pd.DataFrame:
     epoch = _epoch_function(model, train, validation, params.batch_size)
     order = np.random.default_rng(params.seed)
+    stopping = _EarlyStopping(model, params.early_stopping_patience)
     rows = []
     for number in range(params.epochs):
         loss, validation_loss = (float(value) for value in
@@ -91,4 +114,7 @@ def _train(model: keras.Model, train: Split, validation: Split, params: TrainPar
         rows.append((number, loss, validation_loss))
         if on_epoch is not None:
             on_epoch(number, loss, validation_loss)
+        if params.early_stopping_patience and stopping.should_stop(validation_loss):
+            stopping.restore_best()
+            break
     return pd.DataFrame(rows, columns=["epoch", "loss", "val_loss"])

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from conftest import default_params
+from conftest import default_params, with_overrides
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
 from pipeline.generate import make_train_and_test
 from pipeline.params import parse_params
 from pipeline.seed_reference import seed_windows
+from pipeline.signals import sawtooth
 from pipeline.window import ARRAY_NAMES, cut_splits, shift_right, split_windows
 
 
@@ -87,3 +88,30 @@ def test_every_window_starts_where_its_start_index_says(steps: int) -> None:
     for split, series_x in (("train", x), ("validation", x), ("test", x + 5)):
         windows = split_windows(arrays, split)
         np.testing.assert_array_equal(windows["x"][:, 0], series_x[windows["start"]])
+
+
+def test_phase_shift_and_named_signals() -> None:
+    raw = with_overrides(default_params(), {"generate": {
+        "input": "triangle", "target": "sin", "target_phase_pi": 0.5}})
+    train, _ = make_train_and_test(parse_params(raw).generate)
+    np.testing.assert_allclose(train["target"], np.cos(train["x"]), atol=1e-12)
+    assert 0.95 < train["input"].abs().max() <= 1.0  # the grid misses the exact peaks
+    np.testing.assert_allclose(sawtooth(np.array([0.0, np.pi / 2, -np.pi / 2])),
+                               [0.0, 0.5, -0.5])
+
+
+def test_noise_is_seeded_added_to_the_input_only_and_separate_per_series() -> None:
+    noisy = {"generate": {"noise_std": 0.1, "noise_seed": 7}}
+    first, first_test = make_train_and_test(
+        parse_params(with_overrides(default_params(), noisy)).generate)
+    again, _ = make_train_and_test(
+        parse_params(with_overrides(default_params(), noisy)).generate)
+    resized = with_overrides(default_params(), {"generate": {**noisy["generate"],
+                                                             "test_points": 50}})
+    same_train, _ = make_train_and_test(parse_params(resized).generate)
+    clean, _ = make_train_and_test(parse_params(default_params()).generate)
+    np.testing.assert_array_equal(first["input"], again["input"])
+    np.testing.assert_array_equal(first["input"], same_train["input"])
+    np.testing.assert_array_equal(first["target"], clean["target"])
+    assert 0.05 < float((first["input"] - clean["input"]).std()) < 0.15
+    assert not np.allclose(first_test["input"][:50], first["input"][:50])

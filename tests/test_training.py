@@ -18,7 +18,8 @@ def data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_loop_matches_keras_train_on_batch_with_the_same_order() -> None:
-    params = TrainParams(epochs=3, batch_size=8, learning_rate=0.01, seed=5)
+    params = TrainParams(epochs=3, batch_size=8, learning_rate=0.01, seed=5,
+                         early_stopping_patience=0)
     train, validation = data(0), data(1)
     keras.utils.set_random_seed(0)
     ours = build_training_model(STEPS, UNITS, params.learning_rate)
@@ -44,7 +45,8 @@ def test_loop_matches_keras_train_on_batch_with_the_same_order() -> None:
 
 
 def test_same_seed_same_weights() -> None:
-    params = TrainParams(epochs=2, batch_size=8, learning_rate=0.01, seed=9)
+    params = TrainParams(epochs=2, batch_size=8, learning_rate=0.01, seed=9,
+                         early_stopping_patience=0)
     weights = []
     for _ in range(2):
         keras.utils.set_random_seed(3)
@@ -53,3 +55,17 @@ def test_same_seed_same_weights() -> None:
         weights.append(model.get_weights())
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+def test_early_stopping_stops_and_keeps_the_best_weights() -> None:
+    # A learning rate this large makes val_loss stop improving within a few epochs.
+    params = TrainParams(epochs=200, batch_size=8, learning_rate=1.0, seed=1,
+                         early_stopping_patience=3)
+    keras.utils.set_random_seed(4)
+    model = build_training_model(STEPS, UNITS, params.learning_rate)
+    validation = data(1)
+    history = train_epochs(model, data(0), validation, params)
+    best = history["val_loss"].idxmin()
+    assert len(history) == best + 1 + params.early_stopping_patience < params.epochs
+    restored = model.evaluate([validation[0], validation[1]], validation[2], verbose=0)
+    np.testing.assert_allclose(restored, history["val_loss"].min(), rtol=1e-4)
