@@ -3,8 +3,13 @@
 import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +103,39 @@ def repo(tmp_path: Path, tiny_params: dict[str, Any]) -> Path:
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)
     return repo
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, *options: str) -> Iterator[str]:
+    """Run `mlflow server` on 127.0.0.1 at a free port until the block ends; yield its URI."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", backend_uri, "--workers", "1", *options],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(uri):
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"mlflow server at {uri} did not start")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False

@@ -1,15 +1,18 @@
 """Experiments as users run them: reruns are bit-identical; queued runs in parallel land safely."""
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import run
+from browser import render
+from conftest import mlflow_server, run
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -72,3 +75,15 @@ def test_queued_experiments_run_in_parallel_all_land_in_the_root_store(
         figures = {a.path for a in client.list_artifacts(tracked.info.run_id, "plots")}
         assert len(figures) == 3
     assert experiment.artifact_location == (repo / "mlartifacts").as_uri()
+
+    # The comparison, as a person sees it in the MLflow UI.
+    first, second = runs[:2]
+    query = urllib.parse.urlencode({
+        "runs": json.dumps([first.info.run_id, second.info.run_id]),
+        "experiments": json.dumps([experiment.experiment_id])})
+    with mlflow_server(f"sqlite:///{repo / 'mlflow.db'}") as ui:
+        screenshot = repo.parent / "compare-runs.png"
+        page = render(f"{ui}/#/compare-runs?{query}", repo.parent / "chromium", screenshot)
+    assert first.info.run_name in page and second.info.run_name in page
+    assert "test.free_run_mse" in page
+    assert screenshot.stat().st_size > 10_000

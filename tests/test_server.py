@@ -2,11 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import mlflow
 import mlflow.keras
 import numpy as np
 import pytest
-from conftest import run
+from conftest import mlflow_server, run
 from mlflow.tracking import MlflowClient
 
 from pipeline.paths import RUN
@@ -22,37 +19,12 @@ from pipeline.paths import RUN
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """Start `mlflow server` (SQLite backend, served artifacts); yield its URI."""
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(0.5)
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts")) as uri:
         yield uri
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
