@@ -115,6 +115,7 @@ def _train(model: keras.Model, train: Split, validation: Split, params: TrainPar
         if on_epoch is not None:
             on_epoch(number, loss, validation_loss)
         if params.early_stopping_patience and stopping.should_stop(validation_loss):
-            stopping.restore_best()
             break
+    if params.early_stopping_patience:
+        stopping.restore_best()  # also when the last epoch was not the best
     return pd.DataFrame(rows, columns=["epoch", "loss", "val_loss"])
