@@ -30,7 +30,6 @@ from pipeline.window import ARRAY_NAMES, split_windows
 log = logging.getLogger(__name__)
 
 
-
 def split(arrays: dict[str, np.ndarray], name: str) -> Split:
     """Return one split's (encoder_in, decoder_in, target) arrays."""
     windows = split_windows(arrays, name)
