@@ -128,7 +128,12 @@ def tracking_cost(repo: Path, _: int) -> dict[str, Any]:
     from pipeline.logged_model import log_keras_model  # noqa: PLC0415
 
     imported = time.perf_counter() - start
-    from pipeline.model import DECODER_IN, ENCODER_IN, load_model  # noqa: PLC0415
+    from pipeline.model import (  # noqa: PLC0415
+        DECODER_IN,
+        ENCODER_IN,
+        build_free_running_model,
+        load_model,
+    )
     from pipeline.params import load_params  # noqa: PLC0415
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'tracking-cost.db'}"
@@ -141,6 +146,7 @@ def tracking_cost(repo: Path, _: int) -> dict[str, Any]:
         tracking.log_params(run.info.run_id, params.flat(paths.STAGES["train"].params))
         tracking.log_metric_series(run.info.run_id, steps)
         log_keras_model(model, "model", example)
+        log_keras_model(build_free_running_model(model), "predictor", example[ENCODER_IN])
     return {"import_seconds": imported, "calls_seconds": time.perf_counter() - start}
 
 
