@@ -86,18 +86,15 @@ def seed_decode(repo: Path, limit: int) -> dict[str, Any]:
 
 
 def project_decode(repo: Path, _: int) -> dict[str, Any]:
-    """Time the batched free-running decode of the same windows, after a warm-up."""
-    from pipeline.model import (  # noqa: PLC0415
-        build_free_running_model,
-        load_model,
-        predict_in_batches,
-    )
+    """Time evaluate's batched free-running decode of the same windows, after a warm-up."""
+    from pipeline.files import read_arrays  # noqa: PLC0415
+    from pipeline.inference import WEIGHT_NAMES, Seq2Seq  # noqa: PLC0415
 
     windows = _decoded_windows(repo)
-    free_running = build_free_running_model(load_model(repo / paths.MODEL))
-    predict_in_batches(free_running, windows, 1024)
+    net = Seq2Seq(read_arrays(repo / paths.WEIGHTS, WEIGHT_NAMES))
+    net.free_running(windows)
     start = time.perf_counter()
-    predict_in_batches(free_running, windows, 1024)
+    net.free_running(windows)
     return {"per_window": (time.perf_counter() - start) / len(windows)}
 
 

@@ -1,27 +1,22 @@
 """Stage `evaluate`: measure the trained model teacher-forced and free-running.
 
 Free-running is how the model is used: each output is fed back as the next decoder
-input, so errors compound. All windows of all splits decode in one batched pass; the
-metrics cover every split, the held-out test series included, and the per-window
-predictions feed the `plot` stage and `dvc plots`.
+input, so errors compound. All windows of all splits decode together, `batch_size` at a
+time; the metrics cover every split, the held-out test series included, and the
+per-window predictions feed the `plot` stage and `dvc plots`. The network runs in NumPy
+from weights.npz (pipeline.inference), so this stage does not import TensorFlow.
 """
 
 import logging
+from collections.abc import Callable
 
-import keras
 import numpy as np
 import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
 from pipeline.files import read_arrays, write_json, write_table
-from pipeline.model import (
-    DECODER_IN,
-    ENCODER_IN,
-    build_free_running_model,
-    load_model,
-    predict_in_batches,
-)
+from pipeline.inference import WEIGHT_NAMES, Seq2Seq
 from pipeline.params import load_params
 from pipeline.window import ARRAY_NAMES, SPLITS, split_windows
 
@@ -51,16 +46,22 @@ def prediction_table(split: str, windows: dict[str, np.ndarray],
     })
 
 
-def evaluate(model: keras.Model, splits: dict[str, dict[str, np.ndarray]], batch_size: int
+def in_batches(decode: Callable[..., np.ndarray], batch_size: int,
+               *inputs: np.ndarray) -> np.ndarray:
+    """Return `decode(*inputs)` computed `batch_size` windows at a time (bounded memory)."""
+    return np.concatenate([decode(*(array[start:start + batch_size] for array in inputs))
+                           for start in range(0, len(inputs[0]), batch_size)])
+
+
+def evaluate(net: Seq2Seq, splits: dict[str, dict[str, np.ndarray]], batch_size: int
              ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
     """Return metrics per split and the free-running predictions of every window."""
-    # All splits go through each model in one batched pass, then are split apart again.
-    every = {ENCODER_IN: np.concatenate([w["encoder_in"] for w in splits.values()]),
-             DECODER_IN: np.concatenate([w["decoder_in"] for w in splits.values()])}
+    encoder_in, decoder_in = (np.concatenate([windows[name] for windows in splits.values()])
+                              for name in ("encoder_in", "decoder_in"))
     bounds = np.cumsum([len(windows["start"]) for windows in splits.values()])[:-1]
-    free_running = np.split(predict_in_batches(build_free_running_model(model),
-                                               every[ENCODER_IN], batch_size), bounds)
-    forced = np.split(predict_in_batches(model, every, batch_size), bounds)
+    free_running = np.split(in_batches(net.free_running, batch_size, encoder_in), bounds)
+    forced = np.split(in_batches(net.teacher_forced, batch_size, encoder_in, decoder_in),
+                      bounds)
     metrics, tables = {}, []
     for index, (split, windows) in enumerate(splits.items()):
         metrics[split] = {**error_metrics(forced[index], windows["target"], "teacher_forced"),
@@ -70,15 +71,15 @@ def evaluate(model: keras.Model, splits: dict[str, dict[str, np.ndarray]], batch
 
 
 def main() -> None:
-    """Evaluate data/model/model.keras; write metrics.json and predictions.csv."""
+    """Evaluate the trained weights; write metrics.json and predictions.csv."""
     params = load_params()
     run_id = tracking.recorded_run_id()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     splits = {split: split_windows(arrays, split) for split in SPLITS}
-    model = load_model(paths.MODEL)
+    net = Seq2Seq(read_arrays(paths.WEIGHTS, WEIGHT_NAMES), paths.WEIGHTS)
     with tracking.resumed_run(run_id):
         tracking.log_params(run_id, params.flat(paths.STAGES["evaluate"].params))
-        metrics, predictions = evaluate(model, splits, params.evaluate.batch_size)
+        metrics, predictions = evaluate(net, splits, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions, paths.PREDICTIONS)
         tracking.log_metric_series(run_id, (

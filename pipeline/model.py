@@ -9,10 +9,10 @@ windows decode in one batched call.
 from pathlib import Path
 
 import keras
-import numpy as np
 from keras import layers
 
 from pipeline.errors import InputError
+from pipeline.inference import DECODER_OUTPUT, DECODER_RNN, ENCODER_RNN
 
 # Unrolled RNNs trace and run faster for short windows (no while loop per layer);
 # past this many steps the unrolled graph grows too large to pay off.
@@ -23,9 +23,6 @@ RNN_LAYERS = {"simple_rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.
 
 ENCODER_IN = "encoder_in"
 DECODER_IN = "decoder_in"
-ENCODER_RNN = "encoder_rnn"
-DECODER_RNN = "decoder_rnn"
-DECODER_OUTPUT = "decoder_output"
 
 
 def build_training_model(steps: int, units: int, learning_rate: float,
@@ -73,18 +70,3 @@ def load_model(path: Path) -> keras.Model:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as err:  # Keras raises many kinds of error for a file that is not a model
         raise InputError(f"{path}: not a loadable Keras model ({err!r})") from err
-
-
-def predict_in_batches(model: keras.Model, inputs: dict[str, np.ndarray] | np.ndarray,
-                       batch_size: int) -> np.ndarray:
-    """Return `model`'s outputs for `inputs`, computed `batch_size` windows at a time."""
-    # A direct call, not predict(): predict() traces the graph first (over a second);
-    # running this small graph eagerly takes tens of milliseconds.
-    count = len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
-    batches = []
-    for start in range(0, count, batch_size):
-        window = slice(start, start + batch_size)
-        batch = ({name: array[window] for name, array in inputs.items()}
-                 if isinstance(inputs, dict) else inputs[window])
-        batches.append(keras.ops.convert_to_numpy(model(batch, training=False)))
-    return np.concatenate(batches)

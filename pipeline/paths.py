@@ -19,6 +19,7 @@ WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<field>", see pipe
 
 MODEL_DIR = DATA / "model"
 MODEL = MODEL_DIR / "model.keras"
+WEIGHTS = MODEL_DIR / "weights.npz"  # the same model's weights, for evaluate (no TensorFlow)
 HISTORY = MODEL_DIR / "history.csv"  # epoch, loss, val_loss
 RUN = MODEL_DIR / "run.json"  # the MLflow run that evaluate and plot add to
 
@@ -52,10 +53,10 @@ STAGES: dict[str, StageIO] = {
     "train": StageIO(
         reads=(WINDOWS,),
         params=("generate", "window", "model", "train", "tracking"),
-        writes=(MODEL, HISTORY, RUN),
+        writes=(MODEL, WEIGHTS, HISTORY, RUN),
     ),
     "evaluate": StageIO(
-        reads=(WINDOWS, MODEL, RUN), params=("evaluate",), writes=(METRICS, PREDICTIONS)
+        reads=(WINDOWS, WEIGHTS, RUN), params=("evaluate",), writes=(METRICS, PREDICTIONS)
     ),
     "plot": StageIO(
         reads=(TRAIN_SERIES, HISTORY, PREDICTIONS, RUN),

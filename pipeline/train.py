@@ -1,10 +1,11 @@
 """Stage `train`: fit the seed's Seq2Seq model and open its MLflow run.
 
-Writes the model, the per-epoch history (a DVC plot) and run.json, the id of the MLflow
-run that `evaluate` and `plot` add to. The run holds the params, the provenance tags, the
-loss curves (one step per epoch), and two logged models with signatures and input
-examples: `model`, the teacher-forced training model, and `predictor`, which maps an input
-window (batch, steps, 1) to its free-running predicted window (batch, steps, 1).
+Writes the model, its weights as plain arrays (for evaluate), the per-epoch history (a DVC
+plot) and run.json, the id of the MLflow run that `evaluate` and `plot` add to. The run
+holds the params, the provenance tags, the loss curves (one step per epoch), and two
+logged models with signatures and input examples: `model`, the teacher-forced training
+model, and `predictor`, which maps an input window (batch, steps, 1) to its free-running
+predicted window (batch, steps, 1).
 """
 
 import logging
@@ -15,7 +16,8 @@ import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
-from pipeline.files import atomic_path, read_arrays, write_json, write_table
+from pipeline.files import atomic_path, read_arrays, write_arrays, write_json, write_table
+from pipeline.inference import export_weights
 from pipeline.logged_model import log_keras_model
 from pipeline.model import (
     DECODER_IN,
@@ -70,6 +72,7 @@ def main() -> None:
         model, history = fit(arrays, params)
         with atomic_path(paths.MODEL) as tmp:
             model.save(tmp)
+        write_arrays(export_weights(model, params.model.cell), paths.WEIGHTS)
         write_table(history, paths.HISTORY)
         log_history(run_id, history)
         encoder_in, decoder_in, _ = split(arrays, "validation")

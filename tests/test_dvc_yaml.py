@@ -17,6 +17,7 @@ HEAVY = ("tensorflow", "keras", "mlflow", "matplotlib.pyplot")
 MUST_NOT_IMPORT = {
     "generate": {"tensorflow", "keras", "mlflow"},
     "window": {"tensorflow", "keras", "mlflow"},
+    "evaluate": {"tensorflow", "keras"},
     "plot": {"tensorflow", "keras"},
 }
 

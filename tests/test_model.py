@@ -15,11 +15,14 @@ from pipeline.model import (
     build_free_running_model,
     build_training_model,
     load_model,
-    predict_in_batches,
 )
 from pipeline.params import CELLS
 
 STEPS, UNITS = 6, 5
+
+
+def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(inputs, training=False))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_training_model_maps_two_windows_to_one(model: keras.Model) -> None:
 
 def test_free_running_decode_matches_step_by_step(model: keras.Model) -> None:
     encoder_in = np.random.default_rng(0).uniform(-1, 1, (9, STEPS, 1)).astype(np.float32)
-    batched = predict_in_batches(build_free_running_model(model), encoder_in, batch_size=4)
+    batched = predict(build_free_running_model(model), encoder_in)
     assert batched.shape == (9, STEPS, 1)
     np.testing.assert_allclose(batched, numpy_decode(model, encoder_in), atol=1e-5)
 
@@ -67,13 +70,6 @@ def test_free_running_model_shares_the_trained_weights(model: keras.Model) -> No
     assert free_running.count_params() == model.count_params()
     shared = {id(variable) for variable in free_running.weights}
     assert shared == {id(variable) for variable in model.weights}
-
-
-def test_batch_size_does_not_change_predictions(model: keras.Model) -> None:
-    encoder_in = np.random.default_rng(1).uniform(-1, 1, (10, STEPS, 1)).astype(np.float32)
-    free_running = build_free_running_model(model)
-    np.testing.assert_allclose(predict_in_batches(free_running, encoder_in, 3),
-                               predict_in_batches(free_running, encoder_in, 100), atol=1e-6)
 
 
 def test_a_file_that_is_not_a_model_is_named(tmp_path: Path) -> None:
@@ -110,7 +106,7 @@ def test_every_cell_trains_shape_and_decodes_like_the_step_by_step_loop(cell: st
     encoder_in = np.random.default_rng(2).uniform(-1, 1, (5, STEPS, 1)).astype(np.float32)
     assert model.predict([encoder_in, encoder_in], verbose=0).shape == (5, STEPS, 1)
     np.testing.assert_allclose(
-        predict_in_batches(build_free_running_model(model), encoder_in, 8),
+        predict(build_free_running_model(model), encoder_in),
         layer_step_decode(model, encoder_in), atol=1e-5)
 
 

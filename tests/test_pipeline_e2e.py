@@ -101,7 +101,7 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     check_run(repo, first, tiny_params, metrics)
     check_model(repo)
     check_predictor_serves_without_the_project(repo, tmp_path)
-    for stage in ("generate", "window", "plot"):
+    for stage in ("generate", "window", "evaluate", "plot"):
         assert not {"tensorflow", "keras"} & imports_after_running(repo, stage), stage
     assert "up to date" in run([*DVC, "status"], repo).stdout
     changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
