@@ -77,12 +77,12 @@ def main() -> None:
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     splits = {split: split_windows(arrays, split) for split in SPLITS}
     net = Seq2Seq(read_arrays(paths.WEIGHTS, WEIGHT_NAMES), paths.WEIGHTS)
-    with tracking.resumed_run(run_id):
-        tracking.log_params(run_id, params.flat(paths.STAGES["evaluate"].params))
+    with tracking.resumed_run(run_id) as run:
+        run.log_params(params.flat(paths.STAGES["evaluate"].params))
         metrics, predictions = evaluate(net, splits, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions, paths.PREDICTIONS)
-        tracking.log_metric_series(run_id, (
+        run.log_metrics((
             (f"{split}.{name}", value, 0)
             for split, values in metrics.items() for name, value in values.items()))
     for split in SPLITS:

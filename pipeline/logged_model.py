@@ -1,8 +1,10 @@
-"""Logging a Keras model to the active MLflow run, ready to load with mlflow.keras or pyfunc.
+"""Logging a saved Keras model to an MLflow run, ready to load with mlflow.keras or pyfunc.
 
-Imports mlflow.keras, hence TensorFlow: only the stages that train or load models use it.
+mlflow.keras imports Keras, hence TensorFlow, as it saves: the tracking agent loads this
+module only when a stage is about to log models.
 """
 
+import shutil
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -12,6 +14,8 @@ import mlflow.keras
 import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
+
+from pipeline.errors import InputError
 
 
 class _KerasFlavor:
@@ -25,25 +29,50 @@ class _KerasFlavor:
     def save_model(path: str, **kwargs: Any) -> None:
         """Create `path`, then save as mlflow.keras does."""
         Path(path).mkdir(parents=True, exist_ok=True)
+        kwargs.pop("validate_serving_input", None)  # Model.log's option, not the flavor's
         mlflow.keras.save_model(path=path, **kwargs)
 
 
-def log_keras_model(model: Any, name: str, example: Mapping[str, Any] | Any) -> str:
-    """Log a Keras model with a signature (batch dimension -1) and an input example.
+class _SavedFile:
+    """A Keras model already saved to a .keras file, which MLflow copies instead of re-saving.
 
-    Returns the model URI. Pip requirements are given, so MLflow does not infer them in a
-    subprocess that loads the model again.
+    mlflow.keras.save_model uses the model only to call `model.save(path)`; the stage has
+    saved it once already, so loading it here to save it again would only cost time.
     """
-    def spec(tensor: Any, tensor_name: str | None = None) -> TensorSpec:
-        return TensorSpec(np.dtype(tensor.dtype), (-1, *tensor.shape[1:]), tensor_name)
 
-    inputs = model.inputs
-    signature = ModelSignature(
-        inputs=Schema([spec(t, t.name) for t in inputs] if len(inputs) > 1 else [spec(inputs[0])]),
-        outputs=Schema([spec(model.outputs[0])]),
-    )
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise InputError(f"{path}: missing; nothing to log as a model")
+        self.path = path
+
+    def save(self, path: str, **_: Any) -> None:
+        """Copy the saved model to `path`."""
+        shutil.copyfile(self.path, path)
+
+
+def _signature(description: Mapping[str, Any]) -> ModelSignature:
+    """Build the signature from pipeline.fitting.describe_signature's plain description."""
+    def schema(tensors: list[list[Any]]) -> Schema:
+        return Schema([TensorSpec(np.dtype(dtype), tuple(shape), tensor_name or None)
+                       for tensor_name, dtype, shape in tensors])
+
+    return ModelSignature(inputs=schema(description["inputs"]),
+                          outputs=schema(description["outputs"]))
+
+
+def log_saved_model(run_id: str, path: str, name: str, example: dict[str, np.ndarray],
+                    signature: Mapping[str, Any]) -> str:
+    """Log the Keras model saved at `path` to run `run_id`; return its model URI.
+
+    `example` holds one array per input (just the array when there is one). Pip
+    requirements are given, so MLflow does not infer them in a subprocess that loads the
+    model; and it does not reload the model to check the example (about 0.5 s): the
+    tests load both models through pyfunc and predict instead.
+    """
     requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
-    info = Model.log(artifact_path=None, name=name, flavor=_KerasFlavor,
-                     flavor_name="mlflow.keras", model=model, signature=signature,
-                     input_example=example, pip_requirements=requirements)
+    info = Model.log(artifact_path=None, name=name, flavor=_KerasFlavor, run_id=run_id,
+                     flavor_name="mlflow.keras", model=_SavedFile(Path(path)),
+                     signature=_signature(signature),
+                     input_example=example if len(example) > 1 else example.popitem()[1],
+                     pip_requirements=requirements, validate_serving_input=False)
     return info.model_uri

@@ -92,11 +92,11 @@ def main() -> None:
             series, start_windows(predictions, params.plot.start_points),
             params.plot.start_points),
     }
-    with tracking.resumed_run(run_id):
-        tracking.log_params(run_id, params.flat(paths.STAGES["plot"].params))
+    with tracking.resumed_run(run_id) as run:
+        run.log_params(params.flat(paths.STAGES["plot"].params))
         for path, figure in figures.items():
             save_figure(figure, path, params.plot.dpi)
-            tracking.log_file(path, "plots")
+            run.log_file(path, "plots")
     log.info("wrote %s", ", ".join(map(str, figures)))
 
 

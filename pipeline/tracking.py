@@ -1,9 +1,10 @@
-"""MLflow tracking: the one run each trained model gets, and what goes into it.
+"""MLflow tracking as the stages use it: the one run each trained model gets.
 
 `train` opens the run and records its id in data/model/run.json; `evaluate` and `plot`
-resume it by that id (pipeline.store says where runs are kept). A run never stays
-RUNNING: it ends FINISHED, FAILED on an error, KILLED on Ctrl-C or SIGTERM, and one left
-RUNNING by a SIGKILLed stage is closed as KILLED the next time a model is trained.
+resume it by that id. The work itself is done by the tracking agent (pipeline.agent),
+so no stage imports MLflow; each call returns once MLflow has stored what it was given.
+A run never stays RUNNING: it ends FINISHED, FAILED on an error, KILLED on Ctrl-C or
+SIGTERM, and KILLED when its stage disappears (SIGKILL).
 """
 
 import logging
@@ -11,25 +12,23 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.entities import Metric
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+import numpy as np
 
 from pipeline import paths, store
-from pipeline.errors import InputError
+from pipeline.agent_link import Link, open_link
+from pipeline.errors import InputError, PipelineError
 from pipeline.files import read_json
 
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 1000  # metrics per log_batch request, MLflow's own limit
 # Tags that say which process holds a run open, so an abandoned one can be closed.
 HOST_TAG, PID_TAG = "pipeline.host", "pipeline.pid"
+SINGLE_INPUT = ""  # the example's name for a model with one unnamed input
 
 
 def _git(*args: str) -> str | None:
@@ -63,55 +62,122 @@ def _owner_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _param_text(value: Any) -> str:
+    return str(list(value) if isinstance(value, tuple) else value)  # lists as in params.yaml
 
 
-def close_abandoned_runs(experiment_id: str) -> None:
-    """Mark KILLED the runs left RUNNING by a process of this host that no longer exists.
+class Run:
+    """An MLflow run a stage opened or resumed, written through the agent.
 
-    A SIGKILLed stage cannot end its run; runs of live processes (parallel experiments)
-    and of other hosts are left alone.
+    Requests are pipelined: each `log_*` returns at once and `flush` waits for them all,
+    raising the first error, so a stage's own work overlaps its tracking. They name no
+    run: the agent applies them to the run this stage's connection opened.
     """
-    client = MlflowClient()
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-        tags = run.data.tags
-        if tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(tags.get(PID_TAG, 0))):
-            log.warning("closing run %s, left RUNNING by process %s", run.info.run_id,
-                        tags[PID_TAG])
-            client.set_terminated(run.info.run_id, "KILLED")
+
+    def __init__(self, link: Link, opening: int) -> None:
+        self.link, self.opening = link, opening
+        self.pending: list[int] = [opening]
+        self._opened: dict[str, str] | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (waits for the run to be opened)."""
+        return self._opening_result()["run_id"]
+
+    @property
+    def experiment_id(self) -> str:
+        """The run's experiment id (waits for the run to be opened)."""
+        return self._opening_result()["experiment_id"]
+
+    def _opening_result(self) -> dict[str, str]:
+        if self._opened is None:
+            self._opened = self.result(self.opening)
+        return self._opened
+
+    def _send(self, op: str, **args: Any) -> int:
+        request = self.link.send(op, run_id=None, **args)
+        self.pending.append(request)
+        return request
+
+    def log_params(self, values: Mapping[str, Any]) -> None:
+        """Log params; one that changed since it was logged is recorded as a tag instead."""
+        self._send("log_params", values={key: _param_text(value)
+                                         for key, value in values.items()})
+
+    def log_metrics(self, series: Iterable[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) metrics in as few requests as MLflow allows."""
+        self._send("log_metrics",
+                   series=[(key, float(value), int(step)) for key, value, step in series])
+
+    def log_file(self, path: Path, folder: str) -> None:
+        """Copy a file into the run's artifacts under `folder`."""
+        self._send("log_file", path=str(path.resolve()), folder=folder)
+
+    def log_model(self, path: Path, name: str, example: Mapping[str, np.ndarray] | np.ndarray,
+                  signature: Mapping[str, Any]) -> int:
+        """Log the Keras model saved at `path`; `result` of the returned number is its URI.
+
+        `signature` is pipeline.fitting.describe_signature's description of the model.
+        """
+        arrays = example if isinstance(example, Mapping) else {SINGLE_INPUT: example}
+        return self._send("log_model", path=str(path.resolve()), name=name,
+                          example={key: value.tolist() for key, value in arrays.items()},
+                          signature=signature)
+
+    def result(self, request: int) -> Any:
+        """Wait for one request; return its result."""
+        if request == self.opening and self._opened is not None:
+            return self._opened
+        self.pending.remove(request)
+        return self.link.reply(request)
+
+    def flush(self) -> None:
+        """Wait until MLflow has stored everything sent; raise the first error."""
+        self._opening_result()
+        while self.pending:
+            self.result(self.pending[0])
+
+    def end(self, status: str) -> None:
+        """End the run FINISHED, FAILED or KILLED."""
+        self.link.call("end_run", run_id=None, status=status)
+
+
+def prepare_models() -> Link:
+    """Start the agent now and have it load Keras, while this stage loads TensorFlow."""
+    link = open_link(store.tracking_uri())
+    link.send("prepare_models")
+    return link
 
 
 @contextmanager
-def _ending_run(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
+def _ending(link: Link, run: Run) -> Iterator[Run]:
     """End `run` FINISHED, or KILLED on Ctrl-C or SIGTERM, or FAILED on any other error."""
     try:
         yield run
+        run.flush()
     except KeyboardInterrupt:  # pipeline.cli turns SIGTERM into one as well
-        mlflow.end_run("KILLED")
+        link.close()  # the agent ends the run KILLED; no need to wait for it here
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        with suppress(PipelineError):  # the agent may be what failed; keep the first error
+            run.end("FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    else:
+        run.end("FINISHED")
+        log.info("MLflow run %s at %s: this stage waited %.2f s for tracking", run.run_id,
+                 store.tracking_uri(), link.waited)
+    finally:
+        link.close()
 
 
 @contextmanager
-def new_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
+def new_run(experiment: str, link: Link | None = None) -> Iterator[Run]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
-    uri = store.connect()
-    experiment_id = store.experiment_id(experiment)
-    close_abandoned_runs(experiment_id)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"),
-                           tags={**run_tags(), **_owner_tags()})
-    log.info("MLflow run %s in experiment %r at %s", run.info.run_id, experiment, uri)
-    with _ending_run(run):
+    link = link or open_link(store.tracking_uri())
+    opening = link.send("open_run", experiment=experiment,
+                        run_name=os.environ.get("DVC_EXP_NAME"),
+                        tags={**run_tags(), **_owner_tags()})
+    with _ending(link, Run(link, opening)) as run:
         yield run
 
 
@@ -124,47 +190,9 @@ def recorded_run_id() -> str:
 
 
 @contextmanager
-def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
+def resumed_run(run_id: str) -> Iterator[Run]:
     """Resume the run `train` opened, or fail naming the run and the store."""
-    uri = store.connect()
-    try:
-        MlflowClient().get_run(run_id)
-    except MlflowException as err:
-        raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store {uri}; "
-                         f"run `dvc repro -f train` to train and track a new one") from err
-    run = mlflow.start_run(run_id=run_id, tags=_owner_tags())
-    with _ending_run(run):
+    link = open_link(store.tracking_uri())
+    opening = link.send("resume_run", run_id=run_id, tags=_owner_tags(), source=str(paths.RUN))
+    with _ending(link, Run(link, opening)) as run:
         yield run
-
-
-def log_params(run_id: str, values: Mapping[str, Any]) -> None:
-    """Log params; a value that changed since it was logged goes to a tag of that name.
-
-    MLflow params are immutable, yet a plot-only edit reruns `plot` on the same run:
-    the tag then says which value the current figures used.
-    """
-    client = MlflowClient()
-    logged = client.get_run(run_id).data.params
-    # Lists print as in params.yaml, not as Python tuples.
-    texts = {key: str(list(value) if isinstance(value, tuple) else value)
-             for key, value in values.items()}
-    fresh = {key: text for key, text in texts.items() if key not in logged}
-    changed = {key: text for key, text in texts.items()
-               if key in logged and logged[key] != text}
-    if fresh:
-        mlflow.log_params(fresh)
-    for key, value in changed.items():
-        log.info("param %s was logged as %s; tagging its new value %s", key, logged[key], value)
-        client.set_tag(run_id, key, value)
-
-
-def log_metric_series(run_id: str, series: Iterable[tuple[str, float, int]]) -> None:
-    """Log (key, value, step) metrics in as few requests as MLflow allows."""
-    metrics = [Metric(key, float(value), 0, int(step)) for key, value, step in series]
-    for start in range(0, len(metrics), BATCH_LIMIT):
-        MlflowClient().log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT])
-
-
-def log_file(path: Path, folder: str) -> None:
-    """Copy a file into the active run's artifacts under `folder`."""
-    mlflow.log_artifact(str(path), folder)

@@ -9,81 +9,50 @@ predicted window (batch, steps, 1).
 """
 
 import logging
+import tempfile
+from pathlib import Path
 
-import keras
-import numpy as np
 import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
-from pipeline.files import atomic_path, read_arrays, write_arrays, write_json, write_table
-from pipeline.inference import export_weights
-from pipeline.logged_model import log_keras_model
-from pipeline.model import (
-    DECODER_IN,
-    ENCODER_IN,
-    build_free_running_model,
-    build_training_model,
-)
-from pipeline.params import Params, load_params
-from pipeline.training import Split, train_epochs
-from pipeline.window import ARRAY_NAMES, split_windows
+from pipeline.files import read_arrays, write_json, write_table
+from pipeline.params import load_params
+from pipeline.window import ARRAY_NAMES
 
 log = logging.getLogger(__name__)
 
 
-def split(arrays: dict[str, np.ndarray], name: str) -> Split:
-    """Return one split's (encoder_in, decoder_in, target) arrays."""
-    windows = split_windows(arrays, name)
-    return windows["encoder_in"], windows["decoder_in"], windows["target"]
-
-
-def fit(arrays: dict[str, np.ndarray], params: Params) -> tuple[keras.Model, pd.DataFrame]:
-    """Train a fresh, seeded model; return it and its per-epoch history."""
-    keras.utils.set_random_seed(params.train.seed)
-    model = build_training_model(params.window.steps, params.model.units,
-                                 params.train.learning_rate, params.model.cell)
-    epochs = params.train.epochs
-
-    def log_epoch(epoch: int, loss: float, validation_loss: float) -> None:
-        log.info("epoch %d/%d loss %.6f val_loss %.6f", epoch + 1, epochs, loss,
-                 validation_loss)
-
-    history = train_epochs(model, split(arrays, "train"), split(arrays, "validation"),
-                           params.train, log_epoch)
-    return model, history
-
-
-def log_history(run_id: str, history: pd.DataFrame) -> None:
-    """Log loss and val_loss with the epoch as the step."""
-    tracking.log_metric_series(run_id, (
-        (key, row[key], int(row["epoch"]))
-        for row in history.to_dict("records") for key in ("loss", "val_loss")
-    ))
+def history_metrics(history: pd.DataFrame) -> list[tuple[str, float, int]]:
+    """Return loss and val_loss per epoch as (key, value, step = epoch)."""
+    return [(key, row[key], int(row["epoch"]))
+            for row in history.to_dict("records") for key in ("loss", "val_loss")]
 
 
 def main() -> None:
     """Train, save the model and history, and record everything in a new MLflow run."""
     params = load_params()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
-    with tracking.new_run(params.tracking.experiment) as run:
-        run_id = run.info.run_id
-        tracking.log_params(run_id, params.flat(paths.STAGES["train"].params))
-        model, history = fit(arrays, params)
-        with atomic_path(paths.MODEL) as tmp:
-            model.save(tmp)
-        write_arrays(export_weights(model, params.model.cell), paths.WEIGHTS)
+    link = tracking.prepare_models()
+    from pipeline import fitting  # noqa: PLC0415 - TensorFlow loads while the agent starts
+
+    with tracking.new_run(params.tracking.experiment, link) as run, \
+            tempfile.TemporaryDirectory() as scratch:
+        run.log_params(params.flat(paths.STAGES["train"].params))
+        model, history = fitting.fit(arrays, params)
+        fitting.save_model(model, params.model.cell)
+        model_example, predictor_example = fitting.examples(arrays)
+        logging_model = run.log_model(paths.MODEL, "model", model_example,
+                                      fitting.describe_signature(model))
+        predictor_path = Path(scratch) / "predictor.keras"
+        predictor = fitting.save_predictor(model, predictor_path)
+        logging_predictor = run.log_model(predictor_path, "predictor", predictor_example,
+                                          fitting.describe_signature(predictor))
         write_table(history, paths.HISTORY)
-        log_history(run_id, history)
-        encoder_in, decoder_in, _ = split(arrays, "validation")
-        example = {ENCODER_IN: encoder_in[:2], DECODER_IN: decoder_in[:2]}
-        model_uri = log_keras_model(model, "model", example)
-        # What users serve: input window -> free-running prediction, pure Keras, so
-        # mlflow.pyfunc loads and runs it without this project's code.
-        predictor_uri = log_keras_model(build_free_running_model(model), "predictor",
-                                        encoder_in[:2])
-        write_json({"run_id": run_id, "experiment_id": run.info.experiment_id,
-                    "model_uri": model_uri, "predictor_uri": predictor_uri}, paths.RUN)
+        run.log_metrics(history_metrics(history))
+        write_json({"run_id": run.run_id, "experiment_id": run.experiment_id,
+                    "model_uri": run.result(logging_model),
+                    "predictor_uri": run.result(logging_predictor)}, paths.RUN)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
              last["val_loss"])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run, with_overrides, write_params
+from conftest import agent_pids, run, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import PID_TAG
@@ -83,12 +83,25 @@ def test_sigterm_during_training_ends_the_run_killed(repo: Path, tiny_params: di
     assert not (repo / "data" / "model" / "model.keras").exists()
 
 
-def test_sigkilled_repro_leaves_no_run_running_after_the_next_repro(
+def test_sigkilled_repro_has_its_run_ended_killed_by_the_agent(
         repo: Path, tiny_params: dict) -> None:
     write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
     repro = start_repro(repo)
     victim = running_run(repo)
     os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait(timeout=30)
+    wait_for_status(repo, victim.info.run_id, "KILLED")
+    assert not (repo / "data" / "model" / "model.keras").exists()
+
+
+def test_run_of_a_repro_sigkilled_with_its_agent_is_closed_by_the_next_repro(
+        repo: Path, tiny_params: dict) -> None:
+    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
+    repro = start_repro(repo)
+    victim = running_run(repo)
+    os.killpg(repro.pid, signal.SIGKILL)
+    for pid in agent_pids(f"sqlite:///{repo / 'mlflow.db'}"):
+        os.kill(pid, signal.SIGKILL)
     repro.wait(timeout=30)
     assert client(repo).get_run(victim.info.run_id).info.status == "RUNNING"
 
@@ -97,6 +110,14 @@ def test_sigkilled_repro_leaves_no_run_running_after_the_next_repro(
     statuses = {r.info.run_id: r.info.status for r in all_runs(repo)}
     assert statuses.pop(victim.info.run_id) == "KILLED"
     assert list(statuses.values()) == ["FINISHED"]
+
+
+def wait_for_status(repo: Path, run_id: str, expected: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while client(repo).get_run(run_id).info.status != expected:
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} did not become {expected}")
+        time.sleep(0.2)
 
 
 def closed_port() -> int:

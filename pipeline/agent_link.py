@@ -1,0 +1,179 @@
+"""A stage's connection to the tracking agent, started on first use (imports no MLflow).
+
+One agent serves one MLflow store for one copy of this code: its socket's name hashes
+the tracking URI, the MLFLOW_* environment, the Python and the package's source, so an
+edit of the code or a different store gets a fresh agent. Sockets live in a per-user
+directory only that user can enter: nobody else can send an agent requests.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import InputError, ParamsError, PipelineError
+
+START_TIMEOUT_SECONDS = 120
+MAX_SOCKET_PATH = 104  # bytes: the smallest limit of the systems Python supports
+PACKAGE = Path(__file__).resolve().parent
+# Error kinds the agent may report, re-raised as the same class here.
+ERRORS: dict[str, type[PipelineError]] = {
+    "PipelineError": PipelineError, "InputError": InputError, "ParamsError": ParamsError,
+}
+
+
+def agent_dir() -> Path:
+    """Return the per-user directory of agent sockets and logs, private to this user."""
+    directory = Path(tempfile.gettempdir()) / f"pipeline-agents-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    status = directory.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise PipelineError(f"{directory}: must belong to you with mode 700 (another user "
+                            f"could reach the tracking agent); remove it and rerun")
+    return directory
+
+
+def agent_key(uri: str) -> str:
+    """Return the name of the agent for `uri` and this code, environment and Python."""
+    digest = hashlib.sha256()
+    settings = {name: value for name, value in os.environ.items() if name.startswith("MLFLOW_")}
+    digest.update(json.dumps([uri, settings, sys.executable, str(PACKAGE)]).encode())
+    for source in sorted(PACKAGE.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Link:
+    """Requests to the agent and their replies, in order, over one Unix socket."""
+
+    def __init__(self, connection: socket.socket, log_path: Path) -> None:
+        self.connection = connection
+        self.reader = connection.makefile("rb")
+        self.log_path = log_path
+        self.sent = 0
+        self.answers: dict[int, dict[str, Any]] = {}  # replies read before they were asked
+        self.closed = False
+        self.waited = 0.0  # seconds spent waiting for replies: what tracking costs a stage
+
+    def send(self, op: str, **args: Any) -> int:
+        """Send one request without waiting; return its number for `reply`."""
+        self.sent += 1
+        line = json.dumps({"id": self.sent, "op": op, "args": args}) + "\n"
+        try:
+            self.connection.sendall(line.encode())
+        except OSError as err:
+            raise self._gone() from err
+        return self.sent
+
+    def _gone(self) -> PipelineError:
+        return PipelineError(f"the MLflow tracking agent exited unexpectedly; its log: "
+                             f"{self.log_path}")
+
+    def reply(self, number: int) -> Any:
+        """Wait for request `number`'s reply; return its result or raise its error."""
+        start = time.perf_counter()
+        try:
+            while number not in self.answers:
+                try:
+                    line = self.reader.readline()
+                except OSError as err:
+                    raise self._gone() from err
+                if not line:
+                    raise self._gone()
+                answer = json.loads(line)
+                self.answers[answer["id"]] = answer
+        finally:
+            self.waited += time.perf_counter() - start
+        answer = self.answers.pop(number)
+        if "error" in answer:
+            raise ERRORS.get(answer["kind"], PipelineError)(answer["error"])
+        return answer["result"]
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Send a request and return its result."""
+        return self.reply(self.send(op, **args))
+
+    def close(self) -> None:
+        """Close the connection; the agent ends any run this link left open as KILLED."""
+        if self.closed:
+            return
+        self.closed = True
+        self.reader.close()
+        self.connection.close()
+
+
+def _connect(path: Path) -> socket.socket | None:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        connection.close()
+        return None
+    return connection
+
+
+def _last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+    return lines[-1] if lines else "(no output)"
+
+
+def _start(sock: Path, log_path: Path, uri: str) -> socket.socket:
+    """Start an agent for `uri` listening on `sock`; return a connection to it."""
+    with log_path.open("ab") as log:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.agent", str(sock), uri], cwd=PACKAGE.parent,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        connection = _connect(sock)
+        if connection is not None:
+            return connection
+        if agent.poll() is not None:
+            raise PipelineError(f"the MLflow tracking agent failed to start: "
+                                f"{_last_line(log_path)} (log: {log_path})")
+        time.sleep(0.02)
+    agent.kill()
+    raise PipelineError(f"the MLflow tracking agent did not start in "
+                        f"{START_TIMEOUT_SECONDS} s (log: {log_path})")
+
+
+def _agent_files(uri: str) -> tuple[Path, Path, Path]:
+    """Return the socket, log and start-lock paths of the agent for `uri`."""
+    directory, key = agent_dir(), agent_key(uri)
+    sock = directory / f"{key}.sock"
+    if len(str(sock).encode()) > MAX_SOCKET_PATH:
+        raise PipelineError(f"{sock}: too long for a Unix socket; set TMPDIR to a shorter "
+                            f"directory")
+    return sock, directory / f"{key}.log", directory / f"{key}.lock"
+
+
+def stop_agent(uri: str) -> int | None:
+    """Ask the agent for `uri`, if one runs, to exit once idle; return its pid."""
+    sock, log_path, _ = _agent_files(uri)
+    connection = _connect(sock)
+    if connection is None:
+        return None
+    link = Link(connection, log_path)
+    try:
+        return link.call("stop")
+    finally:
+        link.close()
+
+
+def open_link(uri: str) -> Link:
+    """Connect to the agent for `uri`, starting one if none is listening."""
+    sock, log_path, lock_path = _agent_files(uri)
+    connection = _connect(sock)
+    if connection is None:
+        # One stage starts the agent; others that arrive meanwhile wait, then connect.
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            connection = _connect(sock) or _start(sock, log_path, uri)
+    return Link(connection, log_path)

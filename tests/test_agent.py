@@ -1,0 +1,131 @@
+"""The tracking agent: started on demand, one per store and code, gone when idle or killed.
+
+Real agent processes on a real SQLite store; stages are played by this process or by
+small Python subprocesses.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import agent_pids
+from mlflow.tracking import MlflowClient
+
+from pipeline import agent_link, store, tracking
+from pipeline.errors import PipelineError
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh repo root for the default store, as DVC sets it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def socket_path() -> Path:
+    uri = store.tracking_uri()
+    return agent_link.agent_dir() / f"{agent_link.agent_key(uri)}.sock"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.1)
+
+
+def status(run_id: str) -> str:
+    return MlflowClient(store.tracking_uri()).get_run(run_id).info.status
+
+
+def test_a_killed_stage_gets_its_run_ended_killed_at_once(root: Path) -> None:
+    stage = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pipeline import tracking\n"
+         "with tracking.new_run('exp') as run:\n"
+         "    print(run.run_id, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    run_id = stage.stdout.readline().strip()
+    assert status(run_id) == "RUNNING"
+    stage.kill()
+    stage.wait()
+    wait_for(lambda: status(run_id) == "KILLED", timeout=10)
+
+
+def test_an_idle_agent_exits_and_removes_its_socket(root: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_AGENT_IDLE_SECONDS", "1")
+    with tracking.new_run("exp"):
+        pass
+    sock = socket_path()
+    (pid,) = agent_pids(str(sock))
+    wait_for(lambda: not agent_pids(str(sock)))
+    assert not sock.exists()
+    with tracking.new_run("exp") as again:  # and the next stage starts a new one
+        pass
+    assert status(again.run_id) == "FINISHED"
+    assert agent_pids(str(sock)) not in ([], [pid])
+
+
+def test_a_dead_agent_fails_the_stage_then_is_replaced(root: Path) -> None:
+    with pytest.raises(PipelineError, match=r"tracking agent exited unexpectedly; its log: "
+                                            r"/.*\.log"), tracking.new_run("exp") as run:
+        run.flush()
+        (pid,) = agent_pids(str(socket_path()))
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not agent_pids(str(socket_path())))
+        run.log_params({"a": 1})
+    assert socket_path().exists()  # left behind by the killed agent
+    with tracking.new_run("exp") as replacement:
+        pass
+    assert status(replacement.run_id) == "FINISHED"
+
+
+def test_each_store_and_setting_gets_its_own_agent(root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    local = agent_link.agent_key(store.tracking_uri())
+    assert agent_link.agent_key("http://127.0.0.1:5000") != local
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    assert agent_link.agent_key(store.tracking_uri()) != local
+
+
+def test_a_code_change_gets_a_new_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "pipeline"
+    copy.mkdir()
+    for source in agent_link.PACKAGE.glob("*.py"):
+        (copy / source.name).write_bytes(source.read_bytes())
+    monkeypatch.setattr(agent_link, "PACKAGE", copy)
+    before = agent_link.agent_key("sqlite:///x.db")
+    with (copy / "recorder.py").open("a") as recorder:
+        recorder.write("# edited\n")
+    assert agent_link.agent_key("sqlite:///x.db") != before
+
+
+def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    directory = agent_link.agent_dir()
+    assert directory.stat().st_mode & 0o777 == 0o700
+    directory.chmod(0o777)
+    with pytest.raises(PipelineError, match=r"must belong to you with mode 700"):
+        agent_link.agent_dir()
+
+
+def test_stop_ends_the_agent_and_the_next_stage_starts_another(root: Path) -> None:
+    assert agent_link.stop_agent(store.tracking_uri()) is None
+    with tracking.new_run("exp"):
+        pass
+    (pid,) = agent_pids(str(socket_path()))
+    assert agent_link.stop_agent(store.tracking_uri()) == pid
+    wait_for(lambda: not agent_pids(str(socket_path())))
+    with tracking.new_run("exp") as run:
+        pass
+    assert status(run.run_id) == "FINISHED"
