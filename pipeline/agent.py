@@ -4,7 +4,7 @@ Importing MLflow and opening its store cost about 2 s, and logging models needs
 TensorFlow (5 s more): paid once per agent instead of once per stage. `train` starts it
 before importing TensorFlow itself, so the two start-ups overlap; `evaluate` and `plot`
 find it running and their tracking takes milliseconds. It exits after
-PIPELINE_AGENT_IDLE_SECONDS (default 120) without connections, or when its code is
+PIPELINE_AGENT_IDLE_SECONDS (default 300) without connections, or when its code is
 deleted (a queued experiment's temporary copy).
 
 Every request is answered only once MLflow has stored it, so a stage that exits 0 has
@@ -36,9 +36,11 @@ from pipeline.errors import PipelineError
 log = logging.getLogger("pipeline.agent")
 
 IDLE_ENV = "PIPELINE_AGENT_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 120
+DEFAULT_IDLE_SECONDS = 300
 # The requests that open a run, and the one that ends it: the runs a connection holds.
 OPENING, ENDING = {"open_run", "resume_run"}, "end_run"
+# pipeline.recorder's functions a stage may call; nothing else in it is reachable.
+RECORDER_OPS = {*OPENING, ENDING, "log_params", "log_metrics", "log_file", "log_model"}
 
 
 class Session:
@@ -64,7 +66,7 @@ class Session:
 
 
 class Agent:
-    """Serves requests on `sock`, one thread per connected stage."""
+    """Serves the stages' requests for one store, one thread per connected stage."""
 
     def __init__(self, recorder: ModuleType, uri: str) -> None:
         self.recorder, self.uri = recorder, uri
@@ -88,7 +90,7 @@ class Agent:
         except Exception as err:  # reported to the stage by the request that retries
             log.warning("store not ready yet: %s", err)
 
-    def handle(self, request: dict[str, Any], session: "Session") -> Any:
+    def handle(self, request: dict[str, Any], session: Session) -> Any:
         """Run one request for a stage's `session` and return its result."""
         op, args = request["op"], dict(request.get("args", {}))
         if op == "prepare_models":  # in the background: the reply does not wait for it
@@ -97,6 +99,8 @@ class Agent:
         if op == "stop":  # finish the connected stages' work, then exit
             self.stopping = True
             return os.getpid()
+        if op not in RECORDER_OPS:
+            raise PipelineError(f"the tracking agent has no request {op!r}")
         self._ensure_connected()
         if "run_id" in args and args["run_id"] is None:
             args["run_id"] = session.run_id()  # the run this stage opened, pipelined

@@ -129,3 +129,10 @@ def test_stop_ends_the_agent_and_the_next_stage_starts_another(root: Path) -> No
     with tracking.new_run("exp") as run:
         pass
     assert status(run.run_id) == "FINISHED"
+
+
+def test_only_the_tracking_requests_are_served(root: Path) -> None:
+    with (tracking.new_run("exp") as run,
+          pytest.raises(PipelineError, match=r"the tracking agent has no request 'connect'")):
+        run.link.call("connect", uri="sqlite:////tmp/elsewhere.db")
+    assert status(run.run_id) == "FINISHED"

@@ -75,20 +75,30 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
     assert figures == {"plots/series.png", "plots/loss.png", "plots/predictions.png"}
 
 
-def check_model(repo: Path) -> None:
-    """Load the logged model through MLflow and predict with it."""
+def check_model(repo: Path, tmp_path: Path) -> None:
+    """Load the logged model through MLflow and predict with it; serve both examples."""
     record = json.loads((repo / RUN).read_text())
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     model = mlflow.keras.load_model(record["model_uri"])
     steps = model.inputs[0].shape[1]
     windows = np.zeros((2, steps, 1), np.float32)
     assert model.predict([windows, windows], verbose=0).shape == (2, steps, 1)
+    # What `mlflow models predict` does with each model's logged serving example (the
+    # check MLflow's log_model would run, which train skips to save time).
+    for name in ("model_uri", "predictor_uri"):
+        logged = Path(mlflow.artifacts.download_artifacts(record[name]))
+        served = tmp_path / f"{name}.json"
+        mlflow.models.predict(model_uri=record[name], content_type="json",
+                              input_path=str(logged / "serving_input_example.json"),
+                              output_path=str(served), env_manager="local")
+        predictions = np.asarray(json.loads(served.read_text())["predictions"])
+        assert predictions.shape == (2, steps, 1) and np.isfinite(predictions).all(), name
 
 
 def imports_after_running(repo: Path, stage: str) -> set[str]:
     """Run a stage to completion in a fresh interpreter; return the modules it loaded."""
-    code = ("import runpy, sys; runpy.run_module('pipeline.' + sys.argv[1], "
-            "run_name='__main__'); print(' '.join(sys.modules))")
+    code = ("import importlib, sys; importlib.import_module('pipeline.' + sys.argv[1]).main(); "
+            "print(' '.join(sys.modules))")
     return set(run([sys.executable, "-c", code, stage], repo).stdout.split())
 
 
@@ -99,7 +109,7 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     metrics = check_outputs(repo)
     (first,) = runs(repo, experiment)
     check_run(repo, first, tiny_params, metrics)
-    check_model(repo)
+    check_model(repo, tmp_path)
     check_predictor_serves_without_the_project(repo, tmp_path)
     for stage in ("generate", "window", "evaluate", "plot"):
         assert not {"tensorflow", "keras"} & imports_after_running(repo, stage), stage
