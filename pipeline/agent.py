@@ -43,6 +43,11 @@ OPENING, ENDING = {"open_run", "resume_run"}, "end_run"
 RECORDER_OPS = {*OPENING, ENDING, "log_params", "log_metrics", "log_file", "log_model"}
 
 
+def load_keras() -> None:
+    """Import Keras and MLflow's Keras flavor now, so the first model logs without waiting."""
+    from pipeline import logged_model  # noqa: F401, PLC0415 - TensorFlow, for model logging
+
+
 class Session:
     """What one stage's connection holds: the runs it opened and has not ended."""
 
@@ -94,7 +99,7 @@ class Agent:
         """Run one request for a stage's `session` and return its result."""
         op, args = request["op"], dict(request.get("args", {}))
         if op == "prepare_models":  # in the background: the reply does not wait for it
-            threading.Thread(target=self.recorder.prepare_models, daemon=True).start()
+            threading.Thread(target=load_keras, daemon=True).start()
             return None
         if op == "stop":  # finish the connected stages' work, then exit
             self.stopping = True

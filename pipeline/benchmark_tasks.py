@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import paths
+from pipeline.cli import exit_now
 from pipeline.files import read_arrays
 from pipeline.window import ARRAY_NAMES, split_windows
 
@@ -142,6 +143,12 @@ TASKS: dict[str, Callable[[Path, int], dict[str, Any]]] = {
     "train-untracked": train_untracked,
 }
 
+# Tasks standing in for a pipeline stage exit as stages do (pipeline.cli.exit_now);
+# the seed-style ones exit as the notebook's script would.
+EXITS_AS_A_STAGE = {"train-untracked"}
+
 if __name__ == "__main__":
     name, repo, number = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     sys.stdout.write(json.dumps(TASKS[name](repo, number)) + "\n")
+    if name in EXITS_AS_A_STAGE:
+        exit_now()

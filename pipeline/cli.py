@@ -45,10 +45,10 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         log.error("interrupted")
         sys.exit(130)
-    _exit_now()
+    exit_now()
 
 
-def _exit_now() -> None:
+def exit_now() -> None:
     """Exit 0 without the interpreter's teardown, once everything is written.
 
     Tearing down TensorFlow's modules takes about 1 s at every exit; every output is

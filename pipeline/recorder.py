@@ -162,11 +162,6 @@ def log_file(run_id: str, path: str, folder: str) -> None:
     MlflowClient().log_artifact(run_id, path, folder)
 
 
-def prepare_models() -> None:
-    """Import Keras and MLflow's Keras flavor now, so the first model logs without waiting."""
-    from pipeline import logged_model  # noqa: F401, PLC0415 - TensorFlow: only on demand
-
-
 def log_model(run_id: str, path: str, name: str, example: Mapping[str, list[Any]],
               signature: Mapping[str, Any]) -> str:
     """Log the Keras model saved at `path` under `name`; return its model URI.
