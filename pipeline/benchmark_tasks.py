@@ -58,8 +58,9 @@ def project_fit(repo: Path, seed: int) -> dict[str, Any]:
 
     from pipeline.model import build_training_model  # noqa: PLC0415
     from pipeline.params import TrainParams  # noqa: PLC0415
-    from pipeline.training import train_epochs  # noqa: PLC0415
+    from pipeline.training import train_epochs, use_one_thread  # noqa: PLC0415
 
+    use_one_thread()  # as the train stage does
     split = [_windows(repo, name) for name in ("train", "validation")]
     train, validation = ((w["encoder_in"], w["decoder_in"], w["target"]) for w in split)
     keras.utils.set_random_seed(seed)

@@ -16,7 +16,7 @@ from pipeline.files import atomic_path, write_arrays
 from pipeline.inference import export_weights
 from pipeline.model import DECODER_IN, ENCODER_IN, build_free_running_model, build_training_model
 from pipeline.params import Params
-from pipeline.training import Split, train_epochs
+from pipeline.training import Split, train_epochs, use_one_thread
 from pipeline.window import split_windows
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def split(arrays: dict[str, np.ndarray], name: str) -> Split:
 
 def fit(arrays: dict[str, np.ndarray], params: Params) -> tuple[keras.Model, pd.DataFrame]:
     """Train a fresh, seeded model; return it and its per-epoch history."""
+    use_one_thread()
     keras.utils.set_random_seed(params.train.seed)
     model = build_training_model(params.window.steps, params.model.units,
                                  params.train.learning_rate, params.model.cell)
