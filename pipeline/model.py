@@ -6,12 +6,9 @@ exactly as the seed's per-step `predict()` loop does, but unrolled into one mode
 windows decode in one batched call.
 """
 
-from pathlib import Path
-
 import keras
 from keras import layers
 
-from pipeline.errors import InputError
 from pipeline.inference import DECODER_OUTPUT, DECODER_RNN, ENCODER_RNN
 
 # Unrolled RNNs trace and run faster for short windows (no while loop per layer);
@@ -60,13 +57,3 @@ def build_free_running_model(trained: keras.Model) -> keras.Model:
         outputs.append(step_in)
     predicted = keras.ops.stack(outputs, axis=1)  # (windows, steps, 1)
     return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
-
-
-def load_model(path: Path) -> keras.Model:
-    """Load a model the pipeline saved, in Keras safe mode (no arbitrary code)."""
-    if not path.is_file():
-        raise InputError(f"{path}: missing; run `dvc repro` to create it")
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except Exception as err:  # Keras raises many kinds of error for a file that is not a model
-        raise InputError(f"{path}: not a loadable Keras model ({err!r})") from err

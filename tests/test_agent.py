@@ -6,6 +6,7 @@ small Python subprocesses.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         time.sleep(0.1)
+
+
+def refuses(sock: Path) -> bool:
+    """Whether nothing listens on `sock` any more (a dying process may still hold it)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(sock))
+        except ConnectionRefusedError:
+            return True
+    return False
 
 
 def status(run_id: str) -> str:
@@ -81,7 +92,7 @@ def test_a_dead_agent_fails_the_stage_then_is_replaced(root: Path) -> None:
         run.flush()
         (pid,) = agent_pids(str(socket_path()))
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not agent_pids(str(socket_path())))
+        wait_for(lambda: refuses(socket_path()))
         run.log_params({"a": 1})
     assert socket_path().exists()  # left behind by the killed agent
     with tracking.new_run("exp") as replacement:

@@ -1,12 +1,10 @@
 """The network's shapes, and the batched free-running decoder against a step-by-step one."""
 
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
 from pipeline.model import (
     DECODER_OUTPUT,
     DECODER_RNN,
@@ -14,7 +12,6 @@ from pipeline.model import (
     RNN_LAYERS,
     build_free_running_model,
     build_training_model,
-    load_model,
 )
 from pipeline.params import CELLS
 
@@ -70,22 +67,6 @@ def test_free_running_model_shares_the_trained_weights(model: keras.Model) -> No
     assert free_running.count_params() == model.count_params()
     shared = {id(variable) for variable in free_running.weights}
     assert shared == {id(variable) for variable in model.weights}
-
-
-def test_a_file_that_is_not_a_model_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "model.keras"
-    path.write_bytes(b"not a zip archive")
-    with pytest.raises(InputError, match=r"model.keras: not a loadable Keras model"):
-        load_model(path)
-
-
-def test_saved_model_loads_in_safe_mode_with_the_same_weights(model: keras.Model,
-                                                              tmp_path: Path) -> None:
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = load_model(path)
-    for saved, restored in zip(model.get_weights(), loaded.get_weights(), strict=True):
-        np.testing.assert_array_equal(saved, restored)
 
 
 def layer_step_decode(model: keras.Model, encoder_in: np.ndarray) -> np.ndarray:
