@@ -16,7 +16,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -144,7 +144,7 @@ def log_params(run_id: str, values: Mapping[str, str]) -> None:
     changed = {key: text for key, text in values.items()
                if key in logged and logged[key] != text}
     if fresh:
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()])
+        client.log_batch(run_id, params=[Param(key, text) for key, text in fresh.items()])
     for key, value in changed.items():
         log.info("param %s was logged as %s; tagging its new value %s", key, logged[key], value)
         client.set_tag(run_id, key, value)
