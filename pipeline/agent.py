@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from pipeline import agent_link, store
+from pipeline.cli import exit_now
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline.agent")
@@ -201,6 +202,7 @@ def main(path: Path, uri: str) -> None:
     while agent.idle_for() == 0.0:
         time.sleep(0.1)
     log.info("exiting: idle, stopped, or my code was removed")
+    exit_now()  # every request is stored; tearing down TensorFlow would take a second
 
 
 if __name__ == "__main__":

@@ -142,8 +142,18 @@ def decode_rows(repo: Path, seed_windows: int) -> list[Row]:
 
 def stop_agent(repo: Path) -> None:
     """Stop the repo's tracking agent and wait until it is gone: the next stage starts cold."""
-    while "stopped" in measure([sys.executable, "-m", "pipeline.agent", "stop"], repo).output:
-        time.sleep(0.2)
+    answer = measure([sys.executable, "-m", "pipeline.agent", "stop"], repo).output.split()
+    if answer[:2] == ["stopped", "agent"]:
+        while _running(int(answer[2])):
+            time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def repro_rows(repo: Path) -> list[Row]:
