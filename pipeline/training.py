@@ -42,19 +42,26 @@ def _epoch_function(model: keras.Model, train: Split, validation: Split,
     def mean_loss(y: tf.Tensor, predicted: tf.Tensor) -> tf.Tensor:
         return tf.reduce_mean(loss_fn(y, predicted))
 
-    @tf.function
+    def batch_step(order: tf.Tensor, batch: tf.Tensor, total: tf.Tensor
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
+        index = order[batch * batch_size:tf.minimum((batch + 1) * batch_size, windows)]
+        with tf.GradientTape() as tape:
+            predicted = model([tf.gather(encoder_in, index), tf.gather(decoder_in, index)],
+                              training=True)
+            loss = mean_loss(tf.gather(target, index), predicted)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        # Weighted by batch size, as Keras averages the epoch's loss.
+        return batch + 1, total + loss * tf.cast(tf.size(index), tf.float32)
+
+    # Written as graph code (an explicit while_loop), so tracing skips AutoGraph's
+    # source conversion of this function and of every Keras call in it.
+    @tf.function(autograph=False)
     def epoch(order: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        total = tf.constant(0.0)
-        for batch in tf.range(batches):
-            index = order[batch * batch_size:tf.minimum((batch + 1) * batch_size, windows)]
-            with tf.GradientTape() as tape:
-                predicted = model([tf.gather(encoder_in, index), tf.gather(decoder_in, index)],
-                                  training=True)
-                loss = mean_loss(tf.gather(target, index), predicted)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply(gradients, model.trainable_variables)
-            # Weighted by batch size, as Keras averages the epoch's loss.
-            total += loss * tf.cast(tf.size(index), tf.float32)
+        _, total = tf.while_loop(
+            lambda batch, _: batch < batches,
+            lambda batch, total: batch_step(order, batch, total),
+            (tf.constant(0), tf.constant(0.0)))
         validation_loss = mean_loss(val_target, model([val_encoder_in, val_decoder_in],
                                                       training=False))
         return total / windows, validation_loss
