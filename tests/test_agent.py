@@ -10,38 +10,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import agent_pids
+from conftest import agent_pids, wait_until
 from mlflow.tracking import MlflowClient
 
 from pipeline import agent_link, store, tracking
 from pipeline.errors import PipelineError
 
 
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh repo root for the default store, as DVC sets it."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def socket_path() -> Path:
     uri = store.tracking_uri()
     return agent_link.agent_dir() / f"{agent_link.agent_key(uri)}.sock"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        time.sleep(0.1)
 
 
 def refuses(sock: Path) -> bool:
@@ -68,7 +49,7 @@ def test_a_killed_stage_gets_its_run_ended_killed_at_once(root: Path) -> None:
     assert status(run_id) == "RUNNING"
     stage.kill()
     stage.wait()
-    wait_for(lambda: status(run_id) == "KILLED", timeout=10)
+    wait_until(lambda: status(run_id) == "KILLED", 10, "the run ended KILLED")
 
 
 def test_an_idle_agent_exits_and_removes_its_socket(root: Path,
@@ -78,7 +59,7 @@ def test_an_idle_agent_exits_and_removes_its_socket(root: Path,
         pass
     sock = socket_path()
     (pid,) = agent_pids(str(sock))
-    wait_for(lambda: not agent_pids(str(sock)))
+    wait_until(lambda: not agent_pids(str(sock)), 30, "the idle agent exited")
     assert not sock.exists()
     with tracking.new_run("exp") as again:  # and the next stage starts a new one
         pass
@@ -92,7 +73,7 @@ def test_a_dead_agent_fails_the_stage_then_is_replaced(root: Path) -> None:
         run.flush()
         (pid,) = agent_pids(str(socket_path()))
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: refuses(socket_path()))
+        wait_until(lambda: refuses(socket_path()), 30, "the killed agent stopped listening")
         run.log_params({"a": 1})
     assert socket_path().exists()  # left behind by the killed agent
     with tracking.new_run("exp") as replacement:
@@ -136,7 +117,7 @@ def test_stop_ends_the_agent_and_the_next_stage_starts_another(root: Path) -> No
         pass
     (pid,) = agent_pids(str(socket_path()))
     assert agent_link.stop_agent(store.tracking_uri()) == pid
-    wait_for(lambda: not agent_pids(str(socket_path())))
+    wait_until(lambda: not agent_pids(str(socket_path())), 30, "the stopped agent exited")
     with tracking.new_run("exp") as run:
         pass
     assert status(run.run_id) == "FINISHED"

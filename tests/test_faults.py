@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import agent_pids, run, with_overrides, write_params
+from conftest import agent_pids, run, wait_until, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import PID_TAG
@@ -56,6 +56,13 @@ def start_repro(repo: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def long_training(repo: Path, tiny_params: dict) -> tuple[subprocess.Popen, Any]:
+    """Start `dvc repro` with endless training; return it and its run once it trains."""
+    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
+    repro = start_repro(repo)
+    return repro, running_run(repo)
+
+
 def test_bad_param_fails_before_any_work_and_records_nothing(repo: Path,
                                                              tiny_params: dict) -> None:
     run([*DVC, "repro"], repo)
@@ -72,9 +79,7 @@ def test_bad_param_fails_before_any_work_and_records_nothing(repo: Path,
 
 
 def test_sigterm_during_training_ends_the_run_killed(repo: Path, tiny_params: dict) -> None:
-    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
-    repro = start_repro(repo)
-    victim = running_run(repo)
+    repro, victim = long_training(repo, tiny_params)
     os.kill(int(victim.data.tags[PID_TAG]), signal.SIGTERM)
     output, _ = repro.communicate(timeout=60)
     assert repro.returncode != 0
@@ -85,20 +90,17 @@ def test_sigterm_during_training_ends_the_run_killed(repo: Path, tiny_params: di
 
 def test_sigkilled_repro_has_its_run_ended_killed_by_the_agent(
         repo: Path, tiny_params: dict) -> None:
-    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
-    repro = start_repro(repo)
-    victim = running_run(repo)
+    repro, victim = long_training(repo, tiny_params)
     os.killpg(repro.pid, signal.SIGKILL)
     repro.wait(timeout=30)
-    wait_for_status(repo, victim.info.run_id, "KILLED")
+    wait_until(lambda: client(repo).get_run(victim.info.run_id).info.status == "KILLED", 15,
+               "the agent ended the run KILLED")
     assert not (repo / "data" / "model" / "model.keras").exists()
 
 
 def test_run_of_a_repro_sigkilled_with_its_agent_is_closed_by_the_next_repro(
         repo: Path, tiny_params: dict) -> None:
-    write_params(repo, with_overrides(tiny_params, LONG_TRAINING))
-    repro = start_repro(repo)
-    victim = running_run(repo)
+    repro, victim = long_training(repo, tiny_params)
     os.killpg(repro.pid, signal.SIGKILL)
     for pid in agent_pids(f"sqlite:///{repo / 'mlflow.db'}"):
         os.kill(pid, signal.SIGKILL)
@@ -110,14 +112,6 @@ def test_run_of_a_repro_sigkilled_with_its_agent_is_closed_by_the_next_repro(
     statuses = {r.info.run_id: r.info.status for r in all_runs(repo)}
     assert statuses.pop(victim.info.run_id) == "KILLED"
     assert list(statuses.values()) == ["FINISHED"]
-
-
-def wait_for_status(repo: Path, run_id: str, expected: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while client(repo).get_run(run_id).info.status != expected:
-        if time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} did not become {expected}")
-        time.sleep(0.2)
 
 
 def closed_port() -> int:

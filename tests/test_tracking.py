@@ -10,15 +10,6 @@ from pipeline import store, tracking
 from pipeline.errors import InputError, PipelineError
 
 
-@pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the default store at a fresh repo root through DVC_ROOT, as DVC does."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_default_store_is_under_dvc_root_wherever_the_stage_runs(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     elsewhere = root / ".dvc" / "tmp" / "exps" / "copy"
