@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputError, ParamsError, PipelineError
+from pipeline.errors import InputError, PipelineError
 
 START_TIMEOUT_SECONDS = 120
 MAX_SOCKET_PATH = 104  # bytes: the smallest limit of the systems Python supports
 PACKAGE = Path(__file__).resolve().parent
-# Error kinds the agent may report, re-raised as the same class here.
-ERRORS: dict[str, type[PipelineError]] = {
-    "PipelineError": PipelineError, "InputError": InputError, "ParamsError": ParamsError,
-}
+# Error kinds the agent reports (pipeline.recorder raises these), re-raised as such here.
+ERRORS: dict[str, type[PipelineError]] = {"PipelineError": PipelineError,
+                                          "InputError": InputError}
 
 
 def agent_dir() -> Path:
