@@ -1,11 +1,11 @@
 """The tracking agent: one long-lived process that does every stage's MLflow work.
 
-Importing MLflow and opening its store cost about 2 s, and logging models needs
-TensorFlow (5 s more): paid once per agent instead of once per stage. `train` starts it
-before importing TensorFlow itself, so the two start-ups overlap; `evaluate` and `plot`
-find it running and their tracking takes milliseconds. It exits after
-PIPELINE_AGENT_IDLE_SECONDS (default 300) without connections, or when its code is
-deleted (a queued experiment's temporary copy).
+Importing MLflow and opening its store cost about 2 s: paid once per agent instead of
+once per stage. `train` starts it before importing TensorFlow, so the agent is ready
+by the time the model is; `evaluate` and `plot` find it running and their tracking
+takes milliseconds. It never imports TensorFlow (see pipeline.logged_model). It exits
+after PIPELINE_AGENT_IDLE_SECONDS (default 300) without connections, or when its code
+is deleted (a queued experiment's temporary copy).
 
 Every request is answered only once MLflow has stored it, so a stage that exits 0 has
 been tracked. A run a stage opened or resumed and never ended (the stage was SIGKILLed)
@@ -44,9 +44,11 @@ OPENING, ENDING = {"open_run", "resume_run"}, "end_run"
 RECORDER_OPS = {*OPENING, ENDING, "log_params", "log_metrics", "log_file", "log_model"}
 
 
-def load_keras() -> None:
-    """Import Keras and MLflow's Keras flavor now, so the first model logs without waiting."""
-    from pipeline import logged_model  # noqa: F401, PLC0415 - TensorFlow, for model logging
+def load_model_logging() -> None:
+    """Load and warm MLflow's model code now, so the first model logs without waiting."""
+    from pipeline import logged_model  # noqa: PLC0415 - about 1 s in all, train's only
+
+    logged_model.warm_up()
 
 
 class Session:
@@ -100,7 +102,7 @@ class Agent:
         """Run one request for a stage's `session` and return its result."""
         op, args = request["op"], dict(request.get("args", {}))
         if op == "prepare_models":  # in the background: the reply does not wait for it
-            threading.Thread(target=load_keras, daemon=True).start()
+            threading.Thread(target=load_model_logging, daemon=True).start()
             return None
         if op == "stop":  # finish the connected stages' work, then exit
             self.stopping = True
@@ -202,7 +204,7 @@ def main(path: Path, uri: str) -> None:
     while agent.idle_for() == 0.0:
         time.sleep(0.1)
     log.info("exiting: idle, stopped, or my code was removed")
-    exit_now()  # every request is stored; tearing down TensorFlow would take a second
+    exit_now()  # every request is stored: nothing is left to tear down
 
 
 if __name__ == "__main__":

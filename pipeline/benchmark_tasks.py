@@ -133,7 +133,7 @@ def train_untracked(repo: Path, _: int) -> dict[str, Any]:
     fitting.save_model(model, params.model.cell)
     with tempfile.TemporaryDirectory() as scratch:
         predictor = fitting.save_predictor(model, Path(scratch) / "predictor.keras")
-        fitting.describe_signature(predictor)
+        fitting.describe_model(predictor)
     write_table(history, paths.HISTORY)
     return {}
 

@@ -62,18 +62,22 @@ def save_predictor(model: keras.Model, path: Path) -> keras.Model:
     return predictor
 
 
-def describe_signature(model: keras.Model) -> dict[str, list[list[object]]]:
-    """Return the model's inputs and outputs as [name, dtype, shape], batch dimension -1.
+def describe_model(model: keras.Model) -> dict[str, object]:
+    """Return what MLflow records of a saved model besides the file, as plain values.
 
-    Plain lists, for the tracking agent (pipeline.logged_model builds MLflow's signature).
+    For the tracking agent, which logs the model without importing Keras
+    (pipeline.logged_model): the signature, inputs and outputs as [name, dtype, shape]
+    with batch dimension -1, and the Keras version and backend the model was saved with.
     A single input goes unnamed, as MLflow expects of a model called with one array.
     """
     def describe(tensors: list, named: bool) -> list[list[object]]:
         return [[tensor.name if named else "", str(tensor.dtype), [-1, *tensor.shape[1:]]]
                 for tensor in tensors]
 
-    return {"inputs": describe(model.inputs, len(model.inputs) > 1),
-            "outputs": describe(model.outputs, False)}
+    return {"signature": {"inputs": describe(model.inputs, len(model.inputs) > 1),
+                          "outputs": describe(model.outputs, False)},
+            "saved_with": {"keras_version": keras.__version__,
+                           "keras_backend": keras.backend.backend()}}
 
 
 def examples(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -1,7 +1,11 @@
 """Logging a saved Keras model to an MLflow run, ready to load with mlflow.keras or pyfunc.
 
-mlflow.keras imports Keras, hence TensorFlow, as it saves: the tracking agent loads this
-module only when a stage is about to log models.
+The tracking agent runs this without Keras. mlflow.keras imports Keras, hence TensorFlow
+(5 s of CPU and 500 MB in the agent), only to call `model.save` and to read two version
+strings. The stage has already saved the model, and sends those strings along, so
+`_KerasFlavor` writes the same layout mlflow.keras.save_model writes (MLflow 3.17,
+pinned), with the same MLflow helpers. tests/test_logged_model.py compares the two
+layouts file by file, so an MLflow upgrade that changes the flavor fails there.
 """
 
 import shutil
@@ -10,48 +14,81 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import mlflow.keras
 import numpy as np
+import yaml
+from mlflow import pyfunc
 from mlflow.models import Model, ModelSignature
+from mlflow.models.utils import _save_example
 from mlflow.types.schema import Schema, TensorSpec
+from mlflow.utils.environment import _process_pip_requirements, _PythonEnv
+from mlflow.utils.file_utils import get_total_file_size
 
 from pipeline.errors import InputError
 
+FLAVOR = "keras"
+# mlflow.keras's layout: data/model.keras, and data/keras_module.txt naming the module
+# that loads it.
+DATA = "data"
+MODEL_FILE = "model.keras"
+MODULE_FILE = "keras_module.txt"
+
 
 class _KerasFlavor:
-    """`mlflow.keras` that makes the model directory before writing the input example.
+    """mlflow.keras.save_model for a model already saved to a .keras file.
 
-    mlflow.keras.save_model writes input_example.json before it creates the directory
-    (mlflow issue 16183, still in 3.17), so log_model with an input example fails.
+    Also creates the model directory before writing the input example: mlflow.keras
+    writes it first and fails (mlflow issue 16183, still in 3.17).
     """
 
     @staticmethod
-    def save_model(path: str, **kwargs: Any) -> None:
-        """Create `path`, then save as mlflow.keras does."""
-        Path(path).mkdir(parents=True, exist_ok=True)
-        kwargs.pop("validate_serving_input", None)  # Model.log's option, not the flavor's
-        mlflow.keras.save_model(path=path, **kwargs)
+    def save_model(path: str, mlflow_model: Model, **kwargs: Any) -> None:
+        """Write the model directory at `path` as mlflow.keras.save_model does.
+
+        Model.log calls this with log_saved_model's keyword arguments.
+        """
+        directory, saved_with = Path(path), kwargs["saved_with"]
+        (directory / DATA).mkdir(parents=True)
+        mlflow_model.signature = kwargs["signature"]
+        _save_example(mlflow_model, kwargs["input_example"], path)
+        (directory / DATA / MODULE_FILE).write_text("keras")
+        shutil.copyfile(kwargs["model"], directory / DATA / MODEL_FILE)
+        mlflow_model.add_flavor(FLAVOR, data=DATA, keras_version=saved_with["keras_version"],
+                                keras_backend=saved_with["keras_backend"],
+                                save_exported_model=False)
+        pyfunc.add_to_model(mlflow_model, loader_module="mlflow.keras",
+                            conda_env="conda.yaml", python_env="python_env.yaml")
+        mlflow_model.model_size_bytes = get_total_file_size(path) or None
+        mlflow_model.save(str(directory / "MLmodel"))
+        _write_environment(directory, kwargs["pip_requirements"])
 
 
-class _SavedFile:
-    """A Keras model already saved to a .keras file, which MLflow copies instead of re-saving.
+def requirements() -> list[str]:
+    """Return the pip requirements of a logged model: this environment's TensorFlow, Keras."""
+    return [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
 
-    mlflow.keras.save_model uses the model only to call `model.save(path)`; the stage has
-    saved it once already, so loading it here to save it again would only cost time.
+
+def warm_up() -> None:
+    """Run MLflow's requirements processing once, so the first model logs without it.
+
+    Its first call maps every installed package to its modules (about 0.6 s), to warn
+    when the requirements do not match what is installed.
     """
+    _process_pip_requirements(None, requirements())
 
-    def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise InputError(f"{path}: missing; nothing to log as a model")
-        self.path = path
 
-    def save(self, path: str, **_: Any) -> None:
-        """Copy the saved model to `path`."""
-        shutil.copyfile(self.path, path)
+def _write_environment(directory: Path, requirements: list[str]) -> None:
+    """Write conda.yaml, requirements.txt and python_env.yaml as MLflow's flavors do."""
+    conda_env, pip_requirements, constraints = _process_pip_requirements(None, requirements)
+    with (directory / "conda.yaml").open("w") as stream:
+        yaml.safe_dump(conda_env, stream=stream, default_flow_style=False)
+    if constraints:
+        (directory / "constraints.txt").write_text("\n".join(constraints))
+    (directory / "requirements.txt").write_text("\n".join(pip_requirements))
+    _PythonEnv.current().to_yaml(str(directory / "python_env.yaml"))
 
 
 def _signature(description: Mapping[str, Any]) -> ModelSignature:
-    """Build the signature from pipeline.fitting.describe_signature's plain description."""
+    """Build the signature from pipeline.fitting.describe_model's plain description."""
     def schema(tensors: list[list[Any]]) -> Schema:
         return Schema([TensorSpec(np.dtype(dtype), tuple(shape), tensor_name or None)
                        for tensor_name, dtype, shape in tensors])
@@ -61,18 +98,22 @@ def _signature(description: Mapping[str, Any]) -> ModelSignature:
 
 
 def log_saved_model(run_id: str, path: str, name: str, example: dict[str, np.ndarray],
-                    signature: Mapping[str, Any]) -> str:
+                    description: Mapping[str, Any]) -> str:
     """Log the Keras model saved at `path` to run `run_id`; return its model URI.
 
-    `example` holds one array per input (just the array when there is one). Pip
-    requirements are given, so MLflow does not infer them in a subprocess that loads the
-    model; and it does not reload the model to check the example (about 0.5 s): the
-    tests load both models through pyfunc and predict instead.
+    `example` holds one array per input (just the array when there is one), and
+    `description` is pipeline.fitting.describe_model's. Pip requirements are given, so
+    MLflow does not infer them in a subprocess that loads the model; and it does not
+    reload the model to check the example (that needs TensorFlow): the tests load both
+    models through pyfunc and predict instead.
     """
-    requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
+    saved = Path(path)
+    if not saved.is_file():
+        raise InputError(f"{saved}: missing; nothing to log as a model")
     info = Model.log(artifact_path=None, name=name, flavor=_KerasFlavor, run_id=run_id,
-                     flavor_name="mlflow.keras", model=_SavedFile(Path(path)),
-                     signature=_signature(signature),
+                     flavor_name="mlflow.keras", model=saved,
+                     signature=_signature(description["signature"]),
+                     saved_with=description["saved_with"],
                      input_example=example if len(example) > 1 else example.popitem()[1],
-                     pip_requirements=requirements, validate_serving_input=False)
+                     pip_requirements=requirements(), validate_serving_input=False)
     return info.model_uri

@@ -163,16 +163,16 @@ def log_file(run_id: str, path: str, folder: str) -> None:
 
 
 def log_model(run_id: str, path: str, name: str, example: Mapping[str, list[Any]],
-              signature: Mapping[str, Any]) -> str:
+              description: Mapping[str, Any]) -> str:
     """Log the Keras model saved at `path` under `name`; return its model URI.
 
     `example` maps input names to nested lists (a single input may be named ""), and
-    `signature` is pipeline.logged_model's plain description of inputs and outputs.
+    `description` is pipeline.fitting.describe_model's plain description of the model.
     """
-    from pipeline import logged_model  # noqa: PLC0415 - TensorFlow: only when models are logged
+    from pipeline import logged_model  # noqa: PLC0415 - MLflow's model code, loaded on use
 
     arrays = {key: np.asarray(value, np.float32) for key, value in example.items()}
     experiment = MlflowClient().get_run(run_id).info.experiment_id
     with _MODEL_LOCK:
         mlflow.set_experiment(experiment_id=experiment)
-        return logged_model.log_saved_model(run_id, path, name, arrays, signature)
+        return logged_model.log_saved_model(run_id, path, name, arrays, description)

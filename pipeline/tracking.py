@@ -114,15 +114,15 @@ class Run:
         self._send("log_file", path=str(path.resolve()), folder=folder)
 
     def log_model(self, path: Path, name: str, example: Mapping[str, np.ndarray] | np.ndarray,
-                  signature: Mapping[str, Any]) -> int:
+                  description: Mapping[str, Any]) -> int:
         """Log the Keras model saved at `path`; `result` of the returned number is its URI.
 
-        `signature` is pipeline.fitting.describe_signature's description of the model.
+        `description` is pipeline.fitting.describe_model's: signature and Keras build.
         """
         arrays = example if isinstance(example, Mapping) else {SINGLE_INPUT: example}
         return self._send("log_model", path=str(path.resolve()), name=name,
                           example={key: value.tolist() for key, value in arrays.items()},
-                          signature=signature)
+                          description=description)
 
     def result(self, request: int) -> Any:
         """Wait for one request; return its result."""
@@ -143,7 +143,7 @@ class Run:
 
 
 def prepare_models() -> Link:
-    """Start the agent now and have it load Keras, while this stage loads TensorFlow."""
+    """Start the agent now, and have it load its model code, while this stage loads TensorFlow."""
     link = open_link(store.tracking_uri())
     link.send("prepare_models")
     return link

@@ -43,11 +43,11 @@ def main() -> None:
         fitting.save_model(model, params.model.cell)
         model_example, predictor_example = fitting.examples(arrays)
         logging_model = run.log_model(paths.MODEL, "model", model_example,
-                                      fitting.describe_signature(model))
+                                      fitting.describe_model(model))
         predictor_path = Path(scratch) / "predictor.keras"
         predictor = fitting.save_predictor(model, predictor_path)
         logging_predictor = run.log_model(predictor_path, "predictor", predictor_example,
-                                          fitting.describe_signature(predictor))
+                                          fitting.describe_model(predictor))
         write_table(history, paths.HISTORY)
         run.log_metrics(history_metrics(history))
         write_json({"run_id": run.run_id, "experiment_id": run.experiment_id,

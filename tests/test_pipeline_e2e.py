@@ -11,7 +11,7 @@ import mlflow.keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run, with_overrides, write_params
+from conftest import agent_pids, run, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.files import read_arrays
@@ -95,6 +95,14 @@ def check_model(repo: Path, tmp_path: Path) -> None:
         assert predictions.shape == (2, steps, 1) and np.isfinite(predictions).all(), name
 
 
+def check_agent_has_no_tensorflow(repo: Path) -> None:
+    """The agent that logged both models never loaded TensorFlow (its memory maps say)."""
+    (pid,) = agent_pids(f"sqlite:///{repo / 'mlflow.db'}")
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "_sqlite3" in maps  # the agent opened the store: these are its maps
+    assert "tensorflow" not in maps
+
+
 def imports_after_running(repo: Path, stage: str) -> set[str]:
     """Run a stage to completion in a fresh interpreter; return the modules it loaded."""
     code = ("import importlib, sys; importlib.import_module('pipeline.' + sys.argv[1]).main(); "
@@ -106,6 +114,7 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
         repo: Path, tiny_params: dict[str, Any], tmp_path: Path) -> None:
     experiment = tiny_params["tracking"]["experiment"]
     assert repro(repo) == list(STAGES)
+    check_agent_has_no_tensorflow(repo)
     metrics = check_outputs(repo)
     (first,) = runs(repo, experiment)
     check_run(repo, first, tiny_params, metrics)
