@@ -121,8 +121,8 @@ def seed_script(repo: Path, seed: int) -> dict[str, Any]:
 
 def train_untracked(repo: Path, _: int) -> dict[str, Any]:
     """Do everything `train` does except tracking: read, fit, save model and predictor."""
-    from pipeline.files import write_table  # noqa: PLC0415
     from pipeline.params import load_params  # noqa: PLC0415
+    from pipeline.tables import write_table  # noqa: PLC0415
 
     os.chdir(repo)
     params = load_params()

@@ -15,9 +15,10 @@ import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
-from pipeline.files import read_arrays, write_json, write_table
+from pipeline.files import read_arrays, write_json
 from pipeline.inference import WEIGHT_NAMES, Seq2Seq
 from pipeline.params import load_params
+from pipeline.tables import write_table
 from pipeline.window import ARRAY_NAMES, SPLITS, split_windows
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.errors import InputError
 
@@ -36,33 +35,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _missing(path: Path) -> InputError:
+def missing(path: Path) -> InputError:
+    """Return the error for a stage input that is not there."""
     return InputError(f"{path}: missing; run `dvc repro` to create it")
-
-
-def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write `table` as CSV, floats in full precision (round-trip exact)."""
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
-def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Read a numeric CSV table that must hold `columns`."""
-    if not path.is_file():
-        raise _missing(path)
-    try:
-        table = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise InputError(f"{path}: not a readable CSV table ({err})") from err
-    absent = [column for column in columns if column not in table.columns]
-    if absent:
-        raise InputError(f"{path}: missing column(s) {', '.join(absent)}; "
-                         f"found {', '.join(map(str, table.columns))}")
-    numeric = table[list(columns)].select_dtypes("number").columns
-    bad = [column for column in columns if column not in numeric]
-    if bad or table.empty:
-        raise InputError(f"{path}: column(s) {', '.join(bad) or 'all'} must be non-empty numbers")
-    return table
 
 
 def write_arrays(arrays: Mapping[str, np.ndarray], path: Path) -> None:
@@ -74,7 +49,7 @@ def write_arrays(arrays: Mapping[str, np.ndarray], path: Path) -> None:
 def read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Read the named arrays from an .npz file, never unpickling objects."""
     if not path.is_file():
-        raise _missing(path)
+        raise missing(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             found = {name: archive[name] for name in names if name in archive.files}
@@ -95,7 +70,7 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object."""
     if not path.is_file():
-        raise _missing(path)
+        raise missing(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:

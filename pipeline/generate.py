@@ -12,9 +12,9 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.files import write_table
 from pipeline.params import GenerateParams, load_params
 from pipeline.signals import SIGNALS
+from pipeline.tables import write_table
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.errors import InputError
-from pipeline.files import read_table, write_arrays
+from pipeline.files import write_arrays
 from pipeline.params import load_params, split_sizes, window_count
+from pipeline.tables import read_table
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.files import atomic_path, read_arrays, read_json, read_table, write_arrays
+from pipeline.files import atomic_path, read_arrays, read_json, write_arrays
+from pipeline.tables import read_table
 
 
 @pytest.fixture
