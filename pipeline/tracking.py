@@ -142,9 +142,14 @@ class Run:
         self.link.call("end_run", run_id=None, status=status)
 
 
+def start_agent() -> Link:
+    """Connect to the tracking agent now, starting it if needed, so it loads while we work."""
+    return open_link(store.tracking_uri())
+
+
 def prepare_models() -> Link:
     """Start the agent now, and have it load its model code, while this stage loads TensorFlow."""
-    link = open_link(store.tracking_uri())
+    link = start_agent()
     link.send("prepare_models")
     return link
 
@@ -173,7 +178,7 @@ def _ending(link: Link, run: Run) -> Iterator[Run]:
 @contextmanager
 def new_run(experiment: str, link: Link | None = None) -> Iterator[Run]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
-    link = link or open_link(store.tracking_uri())
+    link = link or start_agent()
     opening = link.send("open_run", experiment=experiment,
                         run_name=os.environ.get("DVC_EXP_NAME"),
                         tags={**run_tags(), **_owner_tags()})
@@ -190,9 +195,9 @@ def recorded_run_id() -> str:
 
 
 @contextmanager
-def resumed_run(run_id: str) -> Iterator[Run]:
+def resumed_run(run_id: str, link: Link | None = None) -> Iterator[Run]:
     """Resume the run `train` opened, or fail naming the run and the store."""
-    link = open_link(store.tracking_uri())
+    link = link or start_agent()
     opening = link.send("resume_run", run_id=run_id, tags=_owner_tags(), source=str(paths.RUN))
     with _ending(link, Run(link, opening)) as run:
         yield run

@@ -27,10 +27,12 @@ def entries(stage: dict[str, Any], kind: str) -> set[str]:
     return {next(iter(item)) if isinstance(item, dict) else item for item in stage.get(kind, [])}
 
 
-# Code a stage runs beyond what importing it loads: train imports its Keras half after
-# starting the tracking agent, and the agent does every tracking stage's MLflow work.
+# Code a stage runs beyond what importing it loads: train imports its Keras half and plot
+# its matplotlib half after starting the tracking agent, and the agent does every
+# tracking stage's MLflow work.
 AGENT = ("agent", "recorder")
-RUNS_ALSO = {"train": ("fitting", *AGENT, "logged_model"), "evaluate": AGENT, "plot": AGENT}
+RUNS_ALSO = {"train": ("fitting", *AGENT, "logged_model"), "evaluate": AGENT,
+             "plot": ("figures", *AGENT)}
 
 
 def imported(*modules: str) -> dict[str, Any]:
