@@ -4,8 +4,9 @@ Importing MLflow and opening its store cost about 2 s: paid once per agent inste
 once per stage. `train` starts it before importing TensorFlow, so the agent is ready
 by the time the model is; `evaluate` and `plot` find it running and their tracking
 takes milliseconds. It never imports TensorFlow (see pipeline.logged_model). It exits
-after PIPELINE_AGENT_IDLE_SECONDS (default 300) without connections, or when its code
-is deleted (a queued experiment's temporary copy).
+after PIPELINE_AGENT_IDLE_SECONDS (default 1800) without connections, or as soon as its
+code is edited or deleted (a queued experiment's temporary copy): stages of other code
+would not reach it anyway.
 
 Every request is answered only once MLflow has stored it, so a stage that exits 0 has
 been tracked. A run a stage opened or resumed and never ended (the stage was SIGKILLed)
@@ -37,7 +38,8 @@ from pipeline.errors import PipelineError
 log = logging.getLogger("pipeline.agent")
 
 IDLE_ENV = "PIPELINE_AGENT_IDLE_SECONDS"
-DEFAULT_IDLE_SECONDS = 300
+# Long enough that an edit-and-rerun session finds it running; idle, it holds ~230 MB.
+DEFAULT_IDLE_SECONDS = 1800
 # The requests that open a run, and the one that ends it: the runs a connection holds.
 OPENING, ENDING = {"open_run", "resume_run"}, "end_run"
 # pipeline.recorder's functions a stage may call; nothing else in it is reachable.
@@ -186,9 +188,11 @@ def main(path: Path, uri: str) -> None:
     idle_limit = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
     listener.settimeout(0.5)
     log.info("serving %s on %s", uri, path)
-    # A queued experiment's copy of the code is deleted when it ends: so is its agent.
+    # Stages of edited code use another agent; a queued experiment's copy of the code is
+    # deleted when it ends. Either way this agent has nobody left to serve.
+    code = agent_link.source_digest()
     while (agent.idle_for() < idle_limit and not agent.stopping
-           and Path(__file__).exists()):
+           and agent_link.source_digest() == code):
         try:
             agent.accept(listener)
         except TimeoutError:
@@ -203,7 +207,7 @@ def main(path: Path, uri: str) -> None:
             break
     while agent.idle_for() == 0.0:
         time.sleep(0.1)
-    log.info("exiting: idle, stopped, or my code was removed")
+    log.info("exiting: idle, stopped, or my code was edited or removed")
     exit_now()  # every request is stored: nothing is left to tear down
 
 

@@ -39,14 +39,19 @@ def agent_dir() -> Path:
     return directory
 
 
+def source_digest() -> str:
+    """Return a digest of the package's source files as they are now on disk."""
+    digest = hashlib.sha256()
+    for source in sorted(PACKAGE.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def agent_key(uri: str) -> str:
     """Return the name of the agent for `uri` and this code, environment and Python."""
-    digest = hashlib.sha256()
     settings = {name: value for name, value in os.environ.items() if name.startswith("MLFLOW_")}
-    digest.update(json.dumps([uri, settings, sys.executable, str(PACKAGE)]).encode())
-    for source in sorted(PACKAGE.glob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
+    identity = [uri, settings, sys.executable, str(PACKAGE), source_digest()]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 class Link:

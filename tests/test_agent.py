@@ -5,6 +5,7 @@ small Python subprocesses.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,26 @@ def test_a_code_change_gets_a_new_agent(tmp_path: Path, monkeypatch: pytest.Monk
     with (copy / "recorder.py").open("a") as recorder:
         recorder.write("# edited\n")
     assert agent_link.agent_key("sqlite:///x.db") != before
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+def test_an_agent_exits_once_its_code_is_edited_or_deleted(root: Path, tmp_path: Path,
+                                                           change: str) -> None:
+    code = tmp_path / "code"
+    shutil.copytree(agent_link.PACKAGE, code / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    stage = "from pipeline import tracking\nwith tracking.new_run('exp'):\n    pass"
+    subprocess.run([sys.executable, "-c", stage], cwd=root, check=True,
+                   env={**os.environ, "PYTHONPATH": str(code),
+                        "PIPELINE_AGENT_IDLE_SECONDS": "600"})
+    (pid,) = agent_pids(store.tracking_uri())
+    if change == "edit":
+        with (code / "pipeline" / "plot.py").open("a") as source:
+            source.write("# edited\n")
+    else:
+        shutil.rmtree(code)
+    wait_until(lambda: pid not in agent_pids(store.tracking_uri()), 30,
+               f"the agent exited after its code was {change}ed")
 
 
 def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
