@@ -2,24 +2,24 @@
 
 1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
 predictions from the `plot.start_points` windows against the true target. The `plot`
-stage imports this module (matplotlib, about 0.4 s) only after it has started
-the tracking agent. Tables are NumPy columns (pipeline.tables), so it needs no pandas.
+stage imports this module (matplotlib and pandas, about 0.7 s) only after it has started
+the tracking agent.
 """
 
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline import paths
 from pipeline.errors import InputError
 from pipeline.files import atomic_path
-from pipeline.tables import Table, read_table
+from pipeline.tables import read_table
 
 PREDICTION_COLUMNS = ("window", "step", "x", "target", "prediction")
 
 
-def series_figure(series: Table) -> Figure:
+def series_figure(series: pd.DataFrame) -> Figure:
     """Draw the input and target signals over x."""
     figure = Figure(figsize=(8, 4))
     axes = figure.subplots()
@@ -31,7 +31,7 @@ def series_figure(series: Table) -> Figure:
     return figure
 
 
-def loss_figure(history: Table) -> Figure:
+def loss_figure(history: pd.DataFrame) -> Figure:
     """Draw training and validation loss per epoch, log-scaled."""
     figure = Figure(figsize=(8, 4))
     axes = figure.subplots()
@@ -43,20 +43,14 @@ def loss_figure(history: Table) -> Figure:
     return figure
 
 
-def _rows(table: Table, selected: np.ndarray) -> Table:
-    """Return the rows of `table` where `selected` is True."""
-    return {column: values[selected] for column, values in table.items()}
-
-
-def predictions_figure(series: Table, predictions: Table,
+def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
                        start_points: tuple[int, ...]) -> Figure:
     """Draw the free-running prediction of each start window against the true target."""
     figure = Figure(figsize=(8, 4))
     axes = figure.subplots()
     for index, start in enumerate(start_points):
-        window = _rows(predictions, predictions["window"] == start)
-        order = np.argsort(window["step"])
-        axes.plot(window["x"][order], window["prediction"][order], color="red",
+        window = predictions[predictions["window"] == start].sort_values("step")
+        axes.plot(window["x"], window["prediction"], color="red",
                   label="free-running prediction" if index == 0 else None)
     axes.plot(series["x"], series["target"], color="blue", linestyle="dashed", label="target")
     axes.set(title=f"Predictions from windows {', '.join(map(str, start_points))}",
@@ -66,10 +60,10 @@ def predictions_figure(series: Table, predictions: Table,
     return figure
 
 
-def start_windows(predictions: Table, start_points: tuple[int, ...]) -> Table:
+def start_windows(predictions: pd.DataFrame, start_points: tuple[int, ...]) -> pd.DataFrame:
     """Return the training-series predictions of the start windows, or fail naming one."""
-    training = _rows(predictions, np.isin(predictions["split"], ["train", "validation"]))
-    absent = sorted(set(start_points) - set(training["window"].astype(int)))
+    training = predictions[predictions["split"].isin(["train", "validation"])]
+    absent = sorted(set(start_points) - set(training["window"]))
     if absent:
         raise InputError(f"{paths.PREDICTIONS}: no prediction for training window(s) {absent}")
     return training
@@ -81,14 +75,14 @@ def save_figure(figure: Figure, path: Path, dpi: int) -> None:
         figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
 
 
-Inputs = tuple[Table, Table, Table]  # series, history, predictions
+Inputs = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # series, history, predictions
 
 
 def read_inputs() -> Inputs:
     """Read the training series, the loss history and the predictions."""
     return (read_table(paths.TRAIN_SERIES, ("x", "input", "target")),
             read_table(paths.HISTORY, ("epoch", "loss", "val_loss")),
-            read_table(paths.PREDICTIONS, PREDICTION_COLUMNS, text=("split",)))
+            read_table(paths.PREDICTIONS, PREDICTION_COLUMNS))
 
 
 def draw(inputs: Inputs, start_points: tuple[int, ...]) -> dict[Path, Figure]:

@@ -85,10 +85,9 @@ def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.nda
 def read_series(path: Path, steps: int) -> dict[str, np.ndarray]:
     """Read a series table; it must be long enough for one window."""
     table = read_table(path, SERIES_COLUMNS)
-    rows = len(table[SERIES_COLUMNS[0]])
-    if rows <= steps:
-        raise InputError(f"{path}: {rows} rows, too short for {steps}-step windows")
-    return table
+    if len(table) <= steps:
+        raise InputError(f"{path}: {len(table)} rows, too short for {steps}-step windows")
+    return {column: table[column].to_numpy(dtype=np.float64) for column in SERIES_COLUMNS}
 
 
 def main() -> None:
