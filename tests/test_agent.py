@@ -36,6 +36,13 @@ def refuses(sock: Path) -> bool:
     return False
 
 
+def copy_package(parent: Path) -> Path:
+    """Copy this package's source under `parent`; return the copy's directory."""
+    copy = parent / "pipeline"
+    shutil.copytree(agent_link.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
 def status(run_id: str) -> str:
     return MlflowClient(store.tracking_uri()).get_run(run_id).info.status
 
@@ -91,10 +98,7 @@ def test_each_store_and_setting_gets_its_own_agent(root: Path,
 
 
 def test_a_code_change_gets_a_new_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = tmp_path / "pipeline"
-    copy.mkdir()
-    for source in agent_link.PACKAGE.glob("*.py"):
-        (copy / source.name).write_bytes(source.read_bytes())
+    copy = copy_package(tmp_path)
     monkeypatch.setattr(agent_link, "PACKAGE", copy)
     before = agent_link.agent_key("sqlite:///x.db")
     with (copy / "recorder.py").open("a") as recorder:
@@ -106,8 +110,7 @@ def test_a_code_change_gets_a_new_agent(tmp_path: Path, monkeypatch: pytest.Monk
 def test_an_agent_exits_once_its_code_is_edited_or_deleted(root: Path, tmp_path: Path,
                                                            change: str) -> None:
     code = tmp_path / "code"
-    shutil.copytree(agent_link.PACKAGE, code / "pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    copy_package(code)
     stage = "from pipeline import tracking\nwith tracking.new_run('exp'):\n    pass"
     subprocess.run([sys.executable, "-c", stage], cwd=root, check=True,
                    env={**os.environ, "PYTHONPATH": str(code),
