@@ -5,8 +5,9 @@ once per stage. `train` starts it before importing TensorFlow, so the agent is r
 by the time the model is; `evaluate` and `plot` find it running and their tracking
 takes milliseconds. It never imports TensorFlow (see pipeline.logged_model). It exits
 after PIPELINE_AGENT_IDLE_SECONDS (default 1800) without connections, or as soon as its
-code is edited or deleted (a queued experiment's temporary copy): stages of other code
-would not reach it anyway.
+own code (pipeline.agent_link.AGENT_SOURCES) is edited or deleted (a queued experiment's
+temporary copy): stages of other code would not reach it anyway. Edits of the stages'
+own code (figures, model, training) leave it running: it runs none of that code.
 
 Every request is answered only once MLflow has stored it, so a stage that exits 0 has
 been tracked. A run a stage opened or resumed and never ended (the stage was SIGKILLed)
@@ -188,8 +189,8 @@ def main(path: Path, uri: str) -> None:
     idle_limit = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS))
     listener.settimeout(0.5)
     log.info("serving %s on %s", uri, path)
-    # Stages of edited code use another agent; a queued experiment's copy of the code is
-    # deleted when it ends. Either way this agent has nobody left to serve.
+    # Stages of edited tracking code use another agent; a queued experiment's copy of the
+    # code is deleted when it ends. Either way this agent has nobody left to serve.
     code = agent_link.source_digest()
     while (agent.idle_for() < idle_limit and not agent.stopping
            and agent_link.source_digest() == code):

@@ -1,9 +1,11 @@
 """A stage's connection to the tracking agent, started on first use (imports no MLflow).
 
 One agent serves one MLflow store for one copy of this code: its socket's name hashes
-the tracking URI, the MLFLOW_* environment, the Python and the package's source, so an
-edit of the code or a different store gets a fresh agent. Sockets live in a per-user
-directory only that user can enter: nobody else can send an agent requests.
+the tracking URI, the MLFLOW_* environment, the Python and the source of the modules the
+agent runs (AGENT_SOURCES), so an edit of tracking code or a different store gets a fresh
+agent, while an edit of a stage's own code (a figure, the model) finds the running one.
+Sockets live in a per-user directory only that user can enter: nobody else can send an
+agent requests.
 """
 
 import fcntl
@@ -23,6 +25,10 @@ from pipeline.errors import InputError, PipelineError
 START_TIMEOUT_SECONDS = 120
 MAX_SOCKET_PATH = 104  # bytes: the smallest limit of the systems Python supports
 PACKAGE = Path(__file__).resolve().parent
+# The package's modules the agent imports (tests/test_agent.py checks this list): an edit
+# of any of them starts a new agent; an edit of any other module leaves the agent running.
+AGENT_SOURCES = ("__init__.py", "agent.py", "agent_link.py", "cli.py", "errors.py",
+                 "logged_model.py", "paths.py", "recorder.py", "store.py")
 # Error kinds the agent reports (pipeline.recorder raises these), re-raised as such here.
 ERRORS: dict[str, type[PipelineError]] = {"PipelineError": PipelineError,
                                           "InputError": InputError}
@@ -40,10 +46,14 @@ def agent_dir() -> Path:
 
 
 def source_digest() -> str:
-    """Return a digest of the package's source files as they are now on disk."""
+    """Return a digest of the agent's source files as they are now on disk."""
     digest = hashlib.sha256()
-    for source in sorted(PACKAGE.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    for name in AGENT_SOURCES:
+        try:
+            content = (PACKAGE / name).read_bytes()
+        except FileNotFoundError:  # a queued experiment's copy, deleted when it ended
+            content = b"\0missing"
+        digest.update(name.encode() + b"\0" + content)
     return digest.hexdigest()
 
 

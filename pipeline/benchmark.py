@@ -205,7 +205,17 @@ def light_stage_rows(repo: Path) -> list[Row]:
     for name in ("generate", "window"):
         run = stage(name, repo)
         rows.append(Row(f"{name} stage, s", None, run.seconds, "≤ 1.5 s", None, run.peak_mb))
-    return rows + tracked_stage_rows("plot", repo, "≤ 1.5 s")
+    rows += tracked_stage_rows("plot", repo, "≤ 1.5 s")
+    # A figure edit is not the tracking agent's code: the agent the last plot started stays.
+    figures = repo / "pipeline" / "figures.py"
+    original = figures.read_text(encoding="utf-8")
+    figures.write_text(original + "# edited by the benchmark\n", encoding="utf-8")
+    try:
+        edited = stage("plot", repo)
+    finally:
+        figures.write_text(original, encoding="utf-8")
+    return [*rows, Row("plot stage, s, after an edit of pipeline/figures.py", None,
+                       edited.seconds, "≤ 1.5 s", None, edited.peak_mb)]
 
 
 def waited_for_tracking(train: Measured) -> float:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -97,13 +98,46 @@ def test_each_store_and_setting_gets_its_own_agent(root: Path,
     assert agent_link.agent_key(store.tracking_uri()) != local
 
 
-def test_a_code_change_gets_a_new_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def edit(source: Path) -> None:
+    with source.open("a") as file:
+        file.write("# edited\n")
+
+
+def test_only_an_edit_of_the_agents_own_code_gets_a_new_agent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = copy_package(tmp_path)
     monkeypatch.setattr(agent_link, "PACKAGE", copy)
     before = agent_link.agent_key("sqlite:///x.db")
-    with (copy / "recorder.py").open("a") as recorder:
-        recorder.write("# edited\n")
+    edit(copy / "figures.py")
+    assert agent_link.agent_key("sqlite:///x.db") == before
+    edit(copy / "recorder.py")
     assert agent_link.agent_key("sqlite:///x.db") != before
+
+
+def test_the_agent_sources_are_the_modules_a_real_agent_imports(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # the agent's log lists its imports
+    link = tracking.prepare_models()  # the agent loads its model code in the background
+    link.close()
+
+    def imported() -> set[str]:
+        names = {line.rsplit("|", 1)[1].strip() for line in
+                 link.log_path.read_text().splitlines() if line.startswith("import time:")}
+        return {name for name in names if name.split(".")[0] == "pipeline"}
+
+    wait_until(lambda: "pipeline.logged_model" in imported(), 60, "the model code loaded")
+    files = {"__init__.py" if name == "pipeline" else name.removeprefix("pipeline.") + ".py"
+             for name in imported()}
+    # `python -m pipeline.agent` runs agent.py as __main__, not as pipeline.agent.
+    assert sorted(files | {"agent.py"}) == sorted(agent_link.AGENT_SOURCES)
+
+
+def run_stage_from(code: Path, root: Path) -> None:
+    """Open and end a run from a copy of the package at `code`, as a stage would."""
+    stage = "from pipeline import tracking\nwith tracking.new_run('exp'):\n    pass"
+    subprocess.run([sys.executable, "-c", stage], cwd=root, check=True,
+                   env={**os.environ, "PYTHONPATH": str(code),
+                        "PIPELINE_AGENT_IDLE_SECONDS": "600"})
 
 
 @pytest.mark.parametrize("change", ["edit", "delete"])
@@ -111,18 +145,26 @@ def test_an_agent_exits_once_its_code_is_edited_or_deleted(root: Path, tmp_path:
                                                            change: str) -> None:
     code = tmp_path / "code"
     copy_package(code)
-    stage = "from pipeline import tracking\nwith tracking.new_run('exp'):\n    pass"
-    subprocess.run([sys.executable, "-c", stage], cwd=root, check=True,
-                   env={**os.environ, "PYTHONPATH": str(code),
-                        "PIPELINE_AGENT_IDLE_SECONDS": "600"})
+    run_stage_from(code, root)
     (pid,) = agent_pids(store.tracking_uri())
     if change == "edit":
-        with (code / "pipeline" / "plot.py").open("a") as source:
-            source.write("# edited\n")
+        edit(code / "pipeline" / "recorder.py")
     else:
         shutil.rmtree(code)
     wait_until(lambda: pid not in agent_pids(store.tracking_uri()), 30,
                f"the agent exited after its code was {change}ed")
+
+
+def test_an_edit_of_a_stages_code_keeps_the_running_agent(root: Path, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    copy_package(code)
+    run_stage_from(code, root)
+    (pid,) = agent_pids(store.tracking_uri())
+    edit(code / "pipeline" / "figures.py")
+    edit(code / "pipeline" / "training.py")
+    time.sleep(1.5)  # the agent looks at its code every 0.5 s
+    run_stage_from(code, root)
+    assert agent_pids(store.tracking_uri()) == [pid]
 
 
 def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
