@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.errors import InputError, PipelineError
 
 START_TIMEOUT_SECONDS = 120
+LOG_KEEP_DAYS = 7  # an agent's log outlives it this long (one per store and code version)
 MAX_SOCKET_PATH = 104  # bytes: the smallest limit of the systems Python supports
 PACKAGE = Path(__file__).resolve().parent
 # The package's modules the agent imports (tests/test_agent.py checks this list): an edit
@@ -168,6 +169,25 @@ def _agent_files(uri: str) -> tuple[Path, Path, Path]:
     return sock, directory / f"{key}.log", directory / f"{key}.lock"
 
 
+def prune_logs(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> list[Path]:
+    """Delete the logs of agents that exited cleanly over `keep_days` ago; return them.
+
+    An agent removes its socket when it exits cleanly; a crashed agent's socket stays, and
+    so does its log, for diagnosis.
+    """
+    cutoff = time.time() - keep_days * 86400
+    pruned = []
+    for log_path in directory.glob("*.log"):
+        try:
+            stale = log_path.stat().st_mtime < cutoff
+        except FileNotFoundError:  # pruned by a stage starting another agent
+            continue
+        if stale and not log_path.with_suffix(".sock").exists():
+            log_path.unlink(missing_ok=True)
+            pruned.append(log_path)
+    return pruned
+
+
 def stop_agent(uri: str) -> int | None:
     """Ask the agent for `uri`, if one runs, to exit once idle; return its pid."""
     sock, log_path, _ = _agent_files(uri)
@@ -189,5 +209,8 @@ def open_link(uri: str) -> Link:
         # One stage starts the agent; others that arrive meanwhile wait, then connect.
         with lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            connection = _connect(sock) or _start(sock, log_path, uri)
+            connection = _connect(sock)
+            if connection is None:
+                prune_logs(sock.parent)
+                connection = _start(sock, log_path, uri)
     return Link(connection, log_path)

@@ -177,6 +177,28 @@ def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
         agent_link.agent_dir()
 
 
+def test_starting_an_agent_prunes_week_old_logs_of_agents_that_exited(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    short = Path(tempfile.mkdtemp(prefix="agents-", dir="/tmp"))  # room for socket names
+    monkeypatch.setattr(tempfile, "tempdir", str(short))
+    directory = agent_link.agent_dir()
+    logs = {name: directory / f"{name}.log" for name in ("exited", "crashed", "recent")}
+    for name, log in logs.items():
+        log.write_text("a request\n")
+        if name != "recent":
+            eight_days_ago = time.time() - 8 * 86400
+            os.utime(log, (eight_days_ago, eight_days_ago))
+    (directory / "crashed.sock").touch()  # a crashed agent leaves its socket behind
+    try:
+        with tracking.new_run("exp"):
+            pass
+        assert sorted(path.name for path in directory.glob("*.log")) == sorted(
+            ["crashed.log", "recent.log", f"{agent_link.agent_key(store.tracking_uri())}.log"])
+    finally:
+        agent_link.stop_agent(store.tracking_uri())
+        shutil.rmtree(short)
+
+
 def test_stop_ends_the_agent_and_the_next_stage_starts_another(root: Path) -> None:
     assert agent_link.stop_agent(store.tracking_uri()) is None
     with tracking.new_run("exp"):
