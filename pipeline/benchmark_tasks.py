@@ -119,22 +119,30 @@ def seed_script(repo: Path, seed: int) -> dict[str, Any]:
     return {}
 
 
+class Untracked:
+    """Stands in for train's MLflow run and records nothing."""
+
+    def log_params(self, values: Any) -> None:
+        """Record nothing."""
+
+    def log_metrics(self, series: Any) -> None:
+        """Record nothing."""
+
+    def log_model(self, *_: Any) -> int:
+        """Record nothing; no request to wait for."""
+        return 0
+
+
 def train_untracked(repo: Path, _: int) -> dict[str, Any]:
-    """Do everything `train` does except tracking: read, fit, save model and predictor."""
+    """Run train's own steps (pipeline.train.train_and_log) with nothing tracked."""
     from pipeline.params import load_params  # noqa: PLC0415
-    from pipeline.tables import write_table  # noqa: PLC0415
+    from pipeline.train import train_and_log  # noqa: PLC0415
 
     os.chdir(repo)
     params = load_params()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
-    from pipeline import fitting  # noqa: PLC0415 - where train imports it
-
-    model, history = fitting.fit(arrays, params)
-    fitting.save_model(model, params.model.cell)
     with tempfile.TemporaryDirectory() as scratch:
-        predictor = fitting.save_predictor(model, Path(scratch) / "predictor.keras")
-        fitting.describe_model(predictor)
-    write_table(history, paths.HISTORY)
+        train_and_log(params, arrays, Untracked(), Path(scratch))
     return {}
 
 
