@@ -160,11 +160,14 @@ def test_an_edit_of_a_stages_code_keeps_the_running_agent(root: Path, tmp_path: 
     copy_package(code)
     run_stage_from(code, root)
     (pid,) = agent_pids(store.tracking_uri())
-    edit(code / "pipeline" / "figures.py")
-    edit(code / "pipeline" / "training.py")
-    time.sleep(1.5)  # the agent looks at its code every 0.5 s
-    run_stage_from(code, root)
-    assert agent_pids(store.tracking_uri()) == [pid]
+    try:
+        edit(code / "pipeline" / "figures.py")
+        edit(code / "pipeline" / "training.py")
+        time.sleep(1.5)  # the agent looks at its code every 0.5 s
+        run_stage_from(code, root)
+        assert agent_pids(store.tracking_uri()) == [pid]
+    finally:
+        shutil.rmtree(code)  # and the agent exits, instead of idling for 10 minutes
 
 
 def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
