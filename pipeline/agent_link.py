@@ -169,14 +169,13 @@ def _agent_files(uri: str) -> tuple[Path, Path, Path]:
     return sock, directory / f"{key}.log", directory / f"{key}.lock"
 
 
-def prune_logs(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> list[Path]:
-    """Delete the logs of agents that exited cleanly over `keep_days` ago; return them.
+def prune_logs(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> None:
+    """Delete the logs of agents that exited cleanly over `keep_days` ago.
 
     An agent removes its socket when it exits cleanly; a crashed agent's socket stays, and
     so does its log, for diagnosis.
     """
     cutoff = time.time() - keep_days * 86400
-    pruned = []
     for log_path in directory.glob("*.log"):
         try:
             stale = log_path.stat().st_mtime < cutoff
@@ -184,8 +183,6 @@ def prune_logs(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> list[Path]:
             continue
         if stale and not log_path.with_suffix(".sock").exists():
             log_path.unlink(missing_ok=True)
-            pruned.append(log_path)
-    return pruned
 
 
 def stop_agent(uri: str) -> int | None:
