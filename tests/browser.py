@@ -13,13 +13,22 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--window-size=1400,1000", "--virtual-time-budget=20000")
 
 
+# apt-get must never wait for an answer: no prompt, no stdin, and a time limit.
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+APT_TIMEOUT_SECONDS = 900
+
+
 def chromium() -> str:
-    """Return Debian's chromium, installing it with apt-get when missing and allowed."""
+    """Return Debian's chromium, installing it with apt-get when missing and allowed.
+
+    CI installs it before the tests (.ci/run); this is for a developer's first run.
+    """
     found = shutil.which("chromium")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
         for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq",
                                                         "chromium"]):
-            subprocess.run(command, check=True, capture_output=True)
+            subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL,
+                           env={**os.environ, **APT_ENV}, timeout=APT_TIMEOUT_SECONDS)
         found = shutil.which("chromium")
     if found is None:
         pytest.fail("this test needs Debian's chromium: apt-get install chromium")

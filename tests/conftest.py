@@ -1,8 +1,10 @@
 """Shared fixtures: the project's params, tiny params for fast runs, a temporary repo."""
 
+import contextlib
 import copy
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +19,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Longer than any command of a test takes (a tiny `dvc repro` takes seconds).
+COMMAND_TIMEOUT_SECONDS = 300
 # What a user's clone holds that the pipeline needs; outputs and stores are left behind.
 PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore")
 
@@ -73,9 +77,25 @@ def tiny_params() -> dict[str, Any]:
     return with_overrides(default_params(), TINY)
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; fail the test with that output on error."""
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+def run(command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; fail the test with that output on error.
+
+    A command still running after `timeout` s is killed with every process it started
+    that kept its output open, and fails the test: a hang must not stall the suite.
+    """
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{' '.join(command)} still running after {timeout} s, killed:\n"
+                        f"{stdout}\n{stderr}")
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if check and done.returncode != 0:
         pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done

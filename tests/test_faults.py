@@ -125,8 +125,7 @@ def test_tracking_server_down_fails_fast_naming_the_uri(repo: Path) -> None:
     uri = f"http://127.0.0.1:{closed_port()}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     start = time.monotonic()
-    done = subprocess.run([*DVC, "repro"], cwd=repo, env=env, capture_output=True, text=True,
-                          check=False)
+    done = run([*DVC, "repro"], repo, check=False, env=env)
     assert time.monotonic() - start < 15
     assert done.returncode != 0
     assert f"MLflow tracking server {uri} is not reachable" in done.stdout + done.stderr

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +28,8 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
         repo: Path, server: str, tiny_params: dict, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": server},
-                          capture_output=True, text=True, check=False)
+    done = run([sys.executable, "-m", "dvc", "repro"], repo, check=False,
+               env={**os.environ, "MLFLOW_TRACKING_URI": server})
     assert done.returncode == 0, done.stderr[-3000:]
     assert not (repo / "mlflow.db").exists()  # nothing fell back to the local store
 
