@@ -23,7 +23,10 @@ from typing import Any
 from pipeline.errors import InputError, PipelineError
 
 START_TIMEOUT_SECONDS = 120
-LOG_KEEP_DAYS = 7  # an agent's log outlives it this long (one per store and code version)
+# An agent silent this long is stuck: fail the stage, naming the request, rather than hang
+# `dvc repro`. Far above any real request (a server's retries give up within a minute).
+REPLY_TIMEOUT_SECONDS = 600
+LOG_KEEP_DAYS = 7  # an agent's log and lock outlive it this long (one per store and code)
 MAX_SOCKET_PATH = 104  # bytes: the smallest limit of the systems Python supports
 PACKAGE = Path(__file__).resolve().parent
 # The package's modules the agent imports (tests/test_agent.py checks this list): an edit
@@ -68,11 +71,15 @@ def agent_key(uri: str) -> str:
 class Link:
     """Requests to the agent and their replies, in order, over one Unix socket."""
 
-    def __init__(self, connection: socket.socket, log_path: Path) -> None:
+    def __init__(self, connection: socket.socket, log_path: Path,
+                 reply_timeout: float = REPLY_TIMEOUT_SECONDS) -> None:
+        connection.settimeout(reply_timeout)
         self.connection = connection
         self.reader = connection.makefile("rb")
         self.log_path = log_path
+        self.reply_timeout = reply_timeout
         self.sent = 0
+        self.ops: dict[int, str] = {}  # request number -> op, to name a stuck request
         self.answers: dict[int, dict[str, Any]] = {}  # replies read before they were asked
         self.closed = False
         self.waited = 0.0  # seconds spent waiting for replies: what tracking costs a stage
@@ -80,6 +87,7 @@ class Link:
     def send(self, op: str, **args: Any) -> int:
         """Send one request without waiting; return its number for `reply`."""
         self.sent += 1
+        self.ops[self.sent] = op
         line = json.dumps({"id": self.sent, "op": op, "args": args}) + "\n"
         try:
             self.connection.sendall(line.encode())
@@ -91,6 +99,12 @@ class Link:
         return PipelineError(f"the MLflow tracking agent exited unexpectedly; its log: "
                              f"{self.log_path}")
 
+    def _stuck(self) -> PipelineError:
+        # Replies come in order: the agent is stuck on the oldest request not answered.
+        oldest = min(number for number in self.ops if number not in self.answers)
+        return PipelineError(f"the MLflow tracking agent did not answer {self.ops[oldest]!r} "
+                             f"in {self.reply_timeout:g} s; its log: {self.log_path}")
+
     def reply(self, number: int) -> Any:
         """Wait for request `number`'s reply; return its result or raise its error."""
         start = time.perf_counter()
@@ -98,6 +112,8 @@ class Link:
             while number not in self.answers:
                 try:
                     line = self.reader.readline()
+                except TimeoutError as err:
+                    raise self._stuck() from err
                 except OSError as err:
                     raise self._gone() from err
                 if not line:
@@ -107,6 +123,7 @@ class Link:
         finally:
             self.waited += time.perf_counter() - start
         answer = self.answers.pop(number)
+        del self.ops[number]
         if "error" in answer:
             raise ERRORS.get(answer["kind"], PipelineError)(answer["error"])
         return answer["result"]
@@ -169,20 +186,20 @@ def _agent_files(uri: str) -> tuple[Path, Path, Path]:
     return sock, directory / f"{key}.log", directory / f"{key}.lock"
 
 
-def prune_logs(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> None:
-    """Delete the logs of agents that exited cleanly over `keep_days` ago.
+def prune_leftovers(directory: Path, keep_days: float = LOG_KEEP_DAYS) -> None:
+    """Delete the logs and start locks of agents that exited cleanly over `keep_days` ago.
 
     An agent removes its socket when it exits cleanly; a crashed agent's socket stays, and
-    so does its log, for diagnosis.
+    so does its log, for diagnosis. Every start opens its lock, which renews its time.
     """
     cutoff = time.time() - keep_days * 86400
-    for log_path in directory.glob("*.log"):
+    for path in [*directory.glob("*.log"), *directory.glob("*.lock")]:
         try:
-            stale = log_path.stat().st_mtime < cutoff
+            stale = path.stat().st_mtime < cutoff
         except FileNotFoundError:  # pruned by a stage starting another agent
             continue
-        if stale and not log_path.with_suffix(".sock").exists():
-            log_path.unlink(missing_ok=True)
+        if stale and not path.with_suffix(".sock").exists():
+            path.unlink(missing_ok=True)
 
 
 def stop_agent(uri: str) -> int | None:
@@ -198,7 +215,7 @@ def stop_agent(uri: str) -> int | None:
         link.close()
 
 
-def open_link(uri: str) -> Link:
+def open_link(uri: str, reply_timeout: float = REPLY_TIMEOUT_SECONDS) -> Link:
     """Connect to the agent for `uri`, starting one if none is listening."""
     sock, log_path, lock_path = _agent_files(uri)
     connection = _connect(sock)
@@ -208,6 +225,6 @@ def open_link(uri: str) -> Link:
             fcntl.flock(lock, fcntl.LOCK_EX)
             connection = _connect(sock)
             if connection is None:
-                prune_logs(sock.parent)
+                prune_leftovers(sock.parent)
                 connection = _start(sock, log_path, uri)
-    return Link(connection, log_path)
+    return Link(connection, log_path, reply_timeout)

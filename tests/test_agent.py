@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import agent_pids, wait_until
+from conftest import agent_pids, run, wait_until
 from mlflow.tracking import MlflowClient
 
 from pipeline import agent_link, store, tracking
@@ -90,6 +90,25 @@ def test_a_dead_agent_fails_the_stage_then_is_replaced(root: Path) -> None:
     assert status(replacement.run_id) == "FINISHED"
 
 
+def test_a_stuck_agent_fails_the_request_it_sits_on_instead_of_hanging(root: Path) -> None:
+    link = agent_link.open_link(store.tracking_uri(), reply_timeout=2)
+    with pytest.raises(PipelineError, match="has no request 'ping'"):
+        link.call("ping")  # answered: the agent is up
+    (pid,) = agent_pids(str(socket_path()))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        link.send("ping")
+        second = link.send("pong")
+        start = time.monotonic()
+        with pytest.raises(PipelineError, match=r"did not answer 'ping' in 2 s; its log: "
+                                                r"/.*\.log"):
+            link.reply(second)
+        assert time.monotonic() - start < 10
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        link.close()
+
+
 def test_each_store_and_setting_gets_its_own_agent(root: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     local = agent_link.agent_key(store.tracking_uri())
@@ -135,9 +154,8 @@ def test_the_agent_sources_are_the_modules_a_real_agent_imports(
 def run_stage_from(code: Path, root: Path) -> None:
     """Open and end a run from a copy of the package at `code`, as a stage would."""
     stage = "from pipeline import tracking\nwith tracking.new_run('exp'):\n    pass"
-    subprocess.run([sys.executable, "-c", stage], cwd=root, check=True,
-                   env={**os.environ, "PYTHONPATH": str(code),
-                        "PIPELINE_AGENT_IDLE_SECONDS": "600"})
+    run([sys.executable, "-c", stage], root,
+        env={**os.environ, "PYTHONPATH": str(code), "PIPELINE_AGENT_IDLE_SECONDS": "600"})
 
 
 @pytest.mark.parametrize("change", ["edit", "delete"])
@@ -180,23 +198,25 @@ def test_sockets_live_where_only_their_user_can_reach(tmp_path: Path,
         agent_link.agent_dir()
 
 
-def test_starting_an_agent_prunes_week_old_logs_of_agents_that_exited(
+def test_starting_an_agent_prunes_week_old_logs_and_locks_of_agents_that_exited(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     short = Path(tempfile.mkdtemp(prefix="agents-", dir="/tmp"))  # room for socket names
     monkeypatch.setattr(tempfile, "tempdir", str(short))
     directory = agent_link.agent_dir()
-    logs = {name: directory / f"{name}.log" for name in ("exited", "crashed", "recent")}
-    for name, log in logs.items():
-        log.write_text("a request\n")
-        if name != "recent":
-            eight_days_ago = time.time() - 8 * 86400
-            os.utime(log, (eight_days_ago, eight_days_ago))
+    for name in ("exited", "crashed", "recent"):
+        for leftover in (directory / f"{name}.log", directory / f"{name}.lock"):
+            leftover.write_text("a request\n")
+            if name != "recent":
+                eight_days_ago = time.time() - 8 * 86400
+                os.utime(leftover, (eight_days_ago, eight_days_ago))
     (directory / "crashed.sock").touch()  # a crashed agent leaves its socket behind
     try:
         with tracking.new_run("exp"):
             pass
-        assert sorted(path.name for path in directory.glob("*.log")) == sorted(
-            ["crashed.log", "recent.log", f"{agent_link.agent_key(store.tracking_uri())}.log"])
+        key = agent_link.agent_key(store.tracking_uri())
+        for suffix in ("log", "lock"):
+            assert sorted(path.name for path in directory.glob(f"*.{suffix}")) == sorted(
+                [f"crashed.{suffix}", f"recent.{suffix}", f"{key}.{suffix}"])
     finally:
         agent_link.stop_agent(store.tracking_uri())
         shutil.rmtree(short)
