@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -81,21 +82,30 @@ def run(command: list[str], cwd: Path, check: bool = True, env: dict[str, str] |
         timeout: float = COMMAND_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; fail the test with that output on error.
 
-    A command still running after `timeout` s is killed with every process it started
-    that kept its output open, and fails the test: a hang must not stall the suite.
+    Output goes through files, not pipes: a daemon the command leaves behind (DVC's queue
+    workers) keeps them open, and waiting for a pipe's end would wait for the daemon. A
+    command still running after `timeout` s is killed with its process group and fails the
+    test: a hang must not stall the suite.
     """
-    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                          start_new_session=True) as process:
+    with (tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr,
+          subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                           stdin=subprocess.DEVNULL, text=True,
+                           start_new_session=True) as process):
+        timed_out = False
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            pytest.fail(f"{' '.join(command)} still running after {timeout} s, killed:\n"
-                        f"{stdout}\n{stderr}")
-    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+            process.wait()
+        stdout.seek(0)
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, stdout.read(),
+                                           stderr.read())
+    if timed_out:
+        pytest.fail(f"{' '.join(command)} still running after {timeout} s, killed:\n"
+                    f"{done.stdout}\n{done.stderr}")
     if check and done.returncode != 0:
         pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done

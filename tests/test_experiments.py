@@ -1,7 +1,9 @@
 """Experiments as users run them: reruns are bit-identical; queued runs in parallel land safely."""
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import urllib.parse
@@ -17,6 +19,7 @@ from mlflow.tracking import MlflowClient
 pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
+CELERY = Path(".dvc", "tmp", "exps", "celery")  # DVC's queue workers: logs and pid files
 
 
 def results(repo: Path) -> tuple[list[np.ndarray], str]:
@@ -42,8 +45,7 @@ def test_same_params_give_identical_weights_and_metrics_with_1_or_2_threads(
 def wait_for_queue(repo: Path, timeout: float = 300) -> str:
     """Wait until no queued experiment is queued or running; return the last status.
 
-    A queue still busy after `timeout` s fails the test with DVC's worker logs, and its
-    workers and experiments are killed so they do not outlive the test.
+    A queue still busy after `timeout` s fails the test with DVC's worker logs.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -52,9 +54,22 @@ def wait_for_queue(repo: Path, timeout: float = 300) -> str:
             return status
         time.sleep(3)
     workers = {log.name: log.read_text(errors="replace")[-3000:]
-               for log in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("*.out")}
-    run([*DVC, "queue", "stop", "--kill"], repo, check=False)
+               for log in (repo / CELERY).glob("*.out")}
     pytest.fail(f"queue still busy after {timeout} s:\n{status}\nworker logs: {workers}")
+
+
+def end_workers(repo: Path) -> None:
+    """Stop the queue's workers, and kill any still alive (one can hang on shutdown)."""
+    run([*DVC, "queue", "stop", "--kill"], repo, check=False, timeout=60)
+    for pid_file in (repo / CELERY).glob("*.pid"):
+        pid = pid_file.read_text().strip()
+        try:  # the pid may have been reused since: kill only this repo's worker
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ValueError):
+            continue
+        if b"queue-worker" in arguments:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def test_queued_experiments_run_in_parallel_all_land_in_the_root_store(
@@ -63,7 +78,10 @@ def test_queued_experiments_run_in_parallel_all_land_in_the_root_store(
     for units in (2, 3, 4, 5):
         run([*DVC, "exp", "run", "--queue", "-S", f"model.units={units}"], repo)
     run([*DVC, "queue", "start", "-j", "2"], repo)
-    status = wait_for_queue(repo)
+    try:
+        status = wait_for_queue(repo)
+    finally:
+        end_workers(repo)
     assert status.count("Success") == 4, status
 
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
