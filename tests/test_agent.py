@@ -90,6 +90,16 @@ def test_a_dead_agent_fails_the_stage_then_is_replaced(root: Path) -> None:
     assert status(replacement.run_id) == "FINISHED"
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """Return whether every thread of `pid` is stopped (state T in /proc)."""
+    try:
+        states = [stat.read_text().rsplit(")", 1)[1].split()[0]
+                  for stat in Path(f"/proc/{pid}/task").glob("*/stat")]
+    except FileNotFoundError:  # a thread ended meanwhile: look again
+        return False
+    return bool(states) and all(state == "T" for state in states)
+
+
 def test_a_stuck_agent_fails_the_request_it_sits_on_instead_of_hanging(root: Path) -> None:
     link = agent_link.open_link(store.tracking_uri(), reply_timeout=2)
     with pytest.raises(PipelineError, match="has no request 'ping'"):
@@ -97,6 +107,9 @@ def test_a_stuck_agent_fails_the_request_it_sits_on_instead_of_hanging(root: Pat
     (pid,) = agent_pids(str(socket_path()))
     os.kill(pid, signal.SIGSTOP)
     try:
+        # kill() returns before every thread has stopped: a busy machine may let the
+        # serving thread answer first.
+        wait_until(lambda: all_threads_stopped(pid), 10, "the agent stopped")
         link.send("ping")
         second = link.send("pong")
         start = time.monotonic()
