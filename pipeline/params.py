@@ -1,173 +1,109 @@
-"""Typed, validated params: read once from params.yaml and checked before any work.
+"""params.yaml as one validated, typed object, read once before any work.
 
-Every failure is a `ParamsError` whose one-line message names the key, the bad value and
-what is allowed, so a typo costs the user seconds, not a training run.
+The schema is pydantic (strict types, unknown keys forbidden). Every failure becomes a
+`ParamsError` whose one line names the key, the bad value and what is allowed, so a typo
+costs the user seconds, not a training run. Each constrained field's `description` is
+the "allowed" text of its message.
 """
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.data import SIGNALS, split_sizes, window_count
 from pipeline.errors import ParamsError
 from pipeline.paths import PARAMS_FILE
-from pipeline.signals import SIGNALS
 
-
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise a `ParamsError` naming `key`, its `value` and what is `allowed` unless `ok`."""
-    if not ok:
-        raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is invalid: {allowed}")
-
-
-def window_count(points: int, steps: int) -> int:
-    """Return how many windows a series yields; the seed drops the last full one."""
-    return points - steps
-
-
-def split_sizes(windows: int, validation_fraction: float) -> tuple[int, int]:
-    """Return (fit, validation) window counts, rounded as Keras 3's `validation_split`."""
-    fit = math.floor(windows * (1.0 - validation_fraction))
-    return fit, windows - fit
-
-
-@dataclass(frozen=True)
-class GenerateParams:
-    """The training series and the held-out test series."""
-
-    points: int
-    x_start_pi: float
-    x_stop_pi: float
-    input: str
-    target: str
-    test_points: int
-    test_x_start_pi: float
-    test_x_stop_pi: float
-    target_phase_pi: float
-    noise_std: float
-    noise_seed: int
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(0.0 <= self.noise_std <= 10.0, "generate.noise_std", self.noise_std,
-                 "must be in 0..10 (0 = no noise)")
-        _require(0 <= self.noise_seed < 2**32, "generate.noise_seed", self.noise_seed,
-                 "must be in 0..2**32-1")
-        for key in ("points", "test_points"):
-            _require(getattr(self, key) >= 2, f"generate.{key}", getattr(self, key), "must be ≥ 2")
-        for key in ("input", "target"):
-            name = getattr(self, key)
-            _require(name in SIGNALS, f"generate.{key}", name, f"must be one of {sorted(SIGNALS)}")
-        _require(
-            self.x_stop_pi > self.x_start_pi, "generate.x_stop_pi", self.x_stop_pi,
-            f"must be greater than generate.x_start_pi ({self.x_start_pi})",
-        )
-        _require(
-            self.test_x_stop_pi > self.test_x_start_pi, "generate.test_x_stop_pi",
-            self.test_x_stop_pi,
-            f"must be greater than generate.test_x_start_pi ({self.test_x_start_pi})",
-        )
-
-
-@dataclass(frozen=True)
-class WindowParams:
-    """How the series are cut into encoder/decoder windows."""
-
-    steps: int
-    validation_fraction: float
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(self.steps >= 1, "window.steps", self.steps, "must be ≥ 1")
-        _require(
-            0.0 < self.validation_fraction < 1.0, "window.validation_fraction",
-            self.validation_fraction, "must be between 0 and 1 (exclusive)",
-        )
-
-
-# Names of the recurrent cells pipeline.model builds (kept here so that validating params
-# needs no Keras import).
+# Names of the recurrent cells pipeline.model builds (here, so that checking params
+# needs no Keras import; a test keeps the two lists equal).
 CELLS = ("simple_rnn", "gru", "lstm")
 
+Signal = Annotated[Literal[tuple(SIGNALS)],  # type: ignore[valid-type]
+                   Field(description=f"must be one of {list(SIGNALS)}")]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, lt=2**32, description="must be in 0..2**32-1")]
 
-@dataclass(frozen=True)
-class ModelParams:
+
+def at_least(low: int) -> Any:
+    """Return the constraint `≥ low` on an integer."""
+    return Field(ge=low, description=f"must be ≥ {low}")
+
+
+class Section(BaseModel):
+    """One section of params.yaml: strict types, no unknown keys, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class GenerateParams(Section):
+    """The training series and the held-out test series."""
+
+    points: Annotated[int, at_least(2)]
+    x_start_pi: Number
+    x_stop_pi: Number
+    input: Signal
+    target: Signal
+    test_points: Annotated[int, at_least(2)]
+    test_x_start_pi: Number
+    test_x_stop_pi: Number
+    target_phase_pi: Number
+    noise_std: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False,
+                                      description="must be in 0..10 (0 = no noise)")]
+    noise_seed: Seed
+
+
+class WindowParams(Section):
+    """How the series are cut into encoder/decoder windows."""
+
+    steps: Annotated[int, at_least(1)]
+    validation_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False,
+                                                description="must be between 0 and 1 "
+                                                            "(exclusive)")]
+
+
+class ModelParams(Section):
     """The Seq2Seq network."""
 
-    cell: str
-    units: int
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(self.cell in CELLS, "model.cell", self.cell, f"must be one of {list(CELLS)}")
-        _require(1 <= self.units <= 4096, "model.units", self.units, "must be in 1..4096")
+    cell: Annotated[Literal[CELLS], Field(description=f"must be one of {list(CELLS)}")]
+    units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
 
 
-@dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Section):
     """The optimisation."""
 
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    early_stopping_patience: int
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(self.early_stopping_patience >= 0, "train.early_stopping_patience",
-                 self.early_stopping_patience, "must be ≥ 0 (0 = off)")
-        _require(self.epochs >= 1, "train.epochs", self.epochs, "must be ≥ 1")
-        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be ≥ 1")
-        _require(
-            0.0 < self.learning_rate <= 1.0, "train.learning_rate", self.learning_rate,
-            "must be in (0, 1]",
-        )
-        _require(0 <= self.seed < 2**32, "train.seed", self.seed, "must be in 0..2**32-1")
+    epochs: Annotated[int, at_least(1)]
+    batch_size: Annotated[int, at_least(1)]
+    learning_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False,
+                                          description="must be in (0, 1]")]
+    seed: Seed
+    early_stopping_patience: Annotated[int, Field(ge=0, description="must be ≥ 0 (0 = off)")]
 
 
-@dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateParams(Section):
     """The free-running evaluation."""
 
-    batch_size: int
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "must be ≥ 1")
+    batch_size: Annotated[int, at_least(1)]
 
 
-@dataclass(frozen=True)
-class PlotParams:
+class PlotParams(Section):
     """The figures."""
 
-    start_points: tuple[int, ...]
-    dpi: int
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(len(self.start_points) >= 1, "plot.start_points", list(self.start_points),
-                 "must list at least one window index")
-        _require(20 <= self.dpi <= 600, "plot.dpi", self.dpi, "must be in 20..600")
+    # Lax at this level only so that YAML's list becomes a tuple; items stay strict.
+    start_points: Annotated[tuple[Annotated[int, Field(strict=True)], ...],
+                            Field(strict=False, min_length=1,
+                                  description="must list at least one window index")]
+    dpi: Annotated[int, Field(ge=20, le=600, description="must be in 20..600")]
 
 
-@dataclass(frozen=True)
-class TrackingParams:
+class TrackingParams(Section):
     """Where MLflow records the run."""
 
-    experiment: str
-
-    def check(self) -> None:
-        """Check each value on its own."""
-        _require(bool(self.experiment.strip()), "tracking.experiment", self.experiment,
-                 "must be a non-empty name")
+    experiment: Annotated[str, Field(pattern=r"\S", description="must be a non-empty name")]
 
 
-@dataclass(frozen=True)
-class Params:
+class Params(Section):
     """All of params.yaml, one typed section per stage."""
 
     generate: GenerateParams
@@ -178,84 +114,78 @@ class Params:
     plot: PlotParams
     tracking: TrackingParams
 
-    def check(self) -> None:
-        """Check the rules that tie sections together."""
-        steps = self.window.steps
-        for key, points in (("points", self.generate.points),
-                            ("test_points", self.generate.test_points)):
-            _require(window_count(points, steps) >= 1, "window.steps", steps,
-                     f"must be less than generate.{key} ({points}) to leave a window")
-        windows = window_count(self.generate.points, steps)
-        fit, validation = split_sizes(windows, self.window.validation_fraction)
-        _require(fit >= 1 and validation >= 1, "window.validation_fraction",
-                 self.window.validation_fraction,
-                 f"must leave at least one of the {windows} training windows on each side")
-        for point in self.plot.start_points:
-            _require(0 <= point < windows, "plot.start_points", list(self.plot.start_points),
-                     f"each must be a training window index in 0..{windows - 1}")
-
-    def flat(self, sections: Iterable[str] | None = None) -> dict[str, Any]:
+    def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Return the values of `sections` (default all) under `section.key` names."""
-        names = [item.name for item in fields(self)] if sections is None else sections
-        return {
-            f"{name}.{item.name}": getattr(getattr(self, name), item.name)
-            for name in names
-            for item in fields(getattr(self, name))
-        }
+        dumped = self.model_dump()
+        return {f"{name}.{key}": value for name in (sections or dumped)
+                for key, value in dumped[name].items()}
 
 
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    """Return `value` as `kind` (int, float, str or tuple[int, ...]) or raise."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if kind is int:
-        _require(is_int, key, value, "must be an integer")
-        return value
-    if kind is float:
-        ok = (is_int or isinstance(value, float)) and math.isfinite(value)
-        _require(ok, key, value, "must be a finite number")
-        return float(value)
-    if kind is str:
-        _require(isinstance(value, str), key, value, "must be a string")
-        return value
-    ok = isinstance(value, list) and all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    )
-    _require(ok, key, value, "must be a list of integers")
-    return tuple(value)
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise a `ParamsError` naming `key`, its `value` and what is `allowed` unless `ok`."""
+    if not ok:
+        raise ParamsError(f"{PARAMS_FILE}: {key} = {value!r} is invalid: {allowed}")
 
 
-def _parse_section(section: str, cls: type, raw: Any) -> Any:
-    """Build one section's dataclass from its mapping, rejecting unknown or missing keys."""
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{PARAMS_FILE}: section {section!r} must be a mapping, got {raw!r}")
-    allowed = [item.name for item in fields(cls)]
-    for key in raw:
-        _require(key in allowed, f"{section}.{key}", raw[key],
-                 f"unknown key; {section} takes {', '.join(allowed)}")
-    for key in allowed:
-        if key not in raw:
-            raise ParamsError(f"{PARAMS_FILE}: missing key {section}.{key}")
-    hints = get_type_hints(cls)
-    parsed = cls(**{key: _coerce(f"{section}.{key}", raw[key], hints[key]) for key in allowed})
-    parsed.check()
-    return parsed
+def check_relations(params: Params) -> None:
+    """Check the rules that tie values together, once each value is valid on its own."""
+    gen, steps = params.generate, params.window.steps
+    for start, stop in (("x_start_pi", "x_stop_pi"), ("test_x_start_pi", "test_x_stop_pi")):
+        _require(getattr(gen, stop) > getattr(gen, start), f"generate.{stop}", getattr(gen, stop),
+                 f"must be greater than generate.{start} ({getattr(gen, start)})")
+    for key in ("points", "test_points"):
+        points = getattr(gen, key)
+        _require(window_count(points, steps) >= 1, "window.steps", steps,
+                 f"must be less than generate.{key} ({points}) to leave a window")
+    windows = window_count(gen.points, steps)
+    fit, validation = split_sizes(windows, params.window.validation_fraction)
+    _require(fit >= 1 and validation >= 1, "window.validation_fraction",
+             params.window.validation_fraction,
+             f"must leave at least one of the {windows} training windows on each side")
+    starts = list(params.plot.start_points)
+    _require(all(0 <= point < windows for point in starts), "plot.start_points", starts,
+             f"each must be a training window index in 0..{windows - 1}")
+
+
+TYPE_MESSAGES = {"int": "must be an integer", "float": "must be a finite number",
+                 "finite": "must be a finite number", "string": "must be a string",
+                 "tuple": "must be a list of integers", "list": "must be a list of integers"}
+
+
+def _one_line(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """Return pydantic's first error as this project's one-line message."""
+    loc, kind = error["loc"], error["type"]
+    if not loc:
+        return f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}"
+    section = loc[0]
+    if len(loc) == 1:
+        if kind == "missing":
+            return f"{PARAMS_FILE}: missing section {section!r}"
+        if kind == "extra_forbidden":
+            return (f"{PARAMS_FILE}: unknown section {section!r}; "
+                    f"sections are {', '.join(Params.model_fields)}")
+        return f"{PARAMS_FILE}: section {section!r} must be a mapping, got {raw[section]!r}"
+    key, fields = f"{section}.{loc[1]}", Params.model_fields[section].annotation.model_fields
+    if kind == "missing":
+        return f"{PARAMS_FILE}: missing key {key}"
+    value = raw[section][loc[1]]
+    if kind == "extra_forbidden":
+        return (f"{PARAMS_FILE}: {key} = {value!r} is invalid: unknown key; "
+                f"{section} takes {', '.join(fields)}")
+    prefix = kind.split("_")[0]
+    allowed = TYPE_MESSAGES.get(prefix) if kind.endswith(("_type", "_parsing", "_from_float")) \
+        or prefix == "finite" else None
+    return (f"{PARAMS_FILE}: {key} = {value!r} is invalid: "
+            f"{allowed or fields[loc[1]].description or error['msg']}")
 
 
 def parse_params(raw: Any) -> Params:
     """Validate the content of params.yaml and return it typed."""
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}")
-    sections = get_type_hints(Params)
-    for name in raw:
-        if name not in sections:
-            raise ParamsError(f"{PARAMS_FILE}: unknown section {name!r}; "
-                              f"sections are {', '.join(sections)}")
-    for name in sections:
-        if name not in raw:
-            raise ParamsError(f"{PARAMS_FILE}: missing section {name!r}")
-    params = Params(**{name: _parse_section(name, cls, raw[name])
-                       for name, cls in sections.items()})
-    params.check()
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_one_line(err.errors()[0], raw)) from err
+    check_relations(params)
     return params
 
 

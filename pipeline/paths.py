@@ -2,7 +2,7 @@
 
 Paths are relative to the working directory, which DVC sets to the project root (or to
 its temporary copy for queued experiments). `STAGES` says what each stage reads and
-writes; a test checks dvc.yaml against it.
+writes; tests/test_dvc_yaml.py checks dvc.yaml against it.
 """
 
 from dataclasses import dataclass
@@ -15,11 +15,11 @@ SERIES_DIR = DATA / "series"
 TRAIN_SERIES = SERIES_DIR / "train.csv"  # columns x, input, target
 TEST_SERIES = SERIES_DIR / "test.csv"
 
-WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<field>", see pipeline.window
+WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<column>", see pipeline.data
 
 MODEL_DIR = DATA / "model"
-MODEL = MODEL_DIR / "model.keras"
-WEIGHTS = MODEL_DIR / "weights.npz"  # the same model's weights, for evaluate (no TensorFlow)
+MODEL = MODEL_DIR / "model.keras"  # teacher-forced: [encoder_in, decoder_in] -> target
+PREDICTOR = MODEL_DIR / "predictor.keras"  # free-running: encoder_in -> predicted target
 HISTORY = MODEL_DIR / "history.csv"  # epoch, loss, val_loss
 RUN = MODEL_DIR / "run.json"  # the MLflow run that evaluate and plot add to
 
@@ -35,6 +35,8 @@ PREDICTIONS_PLOT = PLOTS_DIR / "predictions.png"
 # The default MLflow store, under the repository root (see pipeline.tracking).
 TRACKING_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+# Runs a stage holds open, so the next one can close those of a killed stage.
+OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ STAGES: dict[str, StageIO] = {
     "train": StageIO(
         reads=(WINDOWS,),
         params=("generate", "window", "model", "train", "tracking"),
-        writes=(MODEL, WEIGHTS, HISTORY, RUN),
+        writes=(MODEL, PREDICTOR, HISTORY, RUN),
     ),
     "evaluate": StageIO(
-        reads=(WINDOWS, WEIGHTS, RUN), params=("evaluate",), writes=(METRICS, PREDICTIONS)
+        reads=(WINDOWS, MODEL, PREDICTOR, RUN), params=("evaluate",),
+        writes=(METRICS, PREDICTIONS),
     ),
     "plot": StageIO(
         reads=(TRAIN_SERIES, HISTORY, PREDICTIONS, RUN),

@@ -1,34 +1,121 @@
-"""MLflow tracking as the stages use it: the one run each trained model gets.
+"""MLflow tracking through its public API: the one run each trained model gets.
 
 `train` opens the run and records its id in data/model/run.json; `evaluate` and `plot`
-resume it by that id. The work itself is done by the tracking agent (pipeline.agent),
-so no stage imports MLflow; each call returns once MLflow has stored what it was given.
-A run never stays RUNNING: it ends FINISHED, FAILED on an error, KILLED on Ctrl-C or
-SIGTERM, and KILLED when its stage disappears (SIGKILL).
+resume it by that id. A run never stays RUNNING: it ends FINISHED, FAILED on an error,
+KILLED on Ctrl-C or SIGTERM; a run whose stage was SIGKILLed is closed KILLED by the
+next stage that tracks from the same working copy (see `_holding`).
+
+The default store is `sqlite:///<repo root>/mlflow.db`, the root taken from DVC_ROOT
+when DVC runs the stage, so experiments DVC runs in temporary copies land in the same
+store; MLFLOW_TRACKING_URI overrides it (a team's server).
 """
 
+import fcntl
+import hashlib
+import json
 import logging
 import os
 import socket
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlparse
 
-import numpy as np
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.tracking import MlflowClient
 
-from pipeline import paths, store
-from pipeline.agent_link import Link, open_link
+from pipeline import paths
 from pipeline.errors import InputError, PipelineError
-from pipeline.files import read_json
+from pipeline.io import read_json
 
 log = logging.getLogger(__name__)
 
-# Tags that say which process holds a run open, so an abandoned one can be closed.
-HOST_TAG, PID_TAG = "pipeline.host", "pipeline.pid"
-SINGLE_INPUT = ""  # the example's name for a model with one unnamed input
+SQLITE_PREFIX = "sqlite:///"
+CONNECT_TIMEOUT_SECONDS = 5
+# MLflow's own defaults (7 retries, 120 s timeout) take about 4 minutes to give up.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+PACKAGES = ("tensorflow", "keras", "mlflow", "dvc")
+
+
+def project_root() -> Path:
+    """Return the repository root: DVC_ROOT inside a DVC stage, else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
+def tracking_uri() -> str:
+    """Return MLFLOW_TRACKING_URI if set, else the SQLite store under the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"{SQLITE_PREFIX}{project_root() / paths.TRACKING_DB}")
+
+
+def artifact_location(uri: str) -> str | None:
+    """Return an absolute artifact root beside a SQLite store; a server chooses its own."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(uri.removeprefix(SQLITE_PREFIX)).parent / paths.ARTIFACTS_DIR).as_uri()
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, naming the URI, if an HTTP tracking server does not accept connections."""
+    address = urlparse(uri)
+    if address.scheme not in {"http", "https"}:
+        return
+    port = address.port or (443 if address.scheme == "https" else 80)
+    try:
+        socket.create_connection((address.hostname, port), CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as err:
+        raise PipelineError(f"MLflow tracking server {uri} is not reachable ({err}); start "
+                            f"it, or unset MLFLOW_TRACKING_URI to use the local store") from err
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Hold a lock beside a local SQLite store while its schema or experiment is created.
+
+    Queued experiments that start together would otherwise race to create them ("table
+    already exists", "database is locked").
+    """
+    if not uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    database = Path(uri.removeprefix(SQLITE_PREFIX))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with (database.parent / f"{database.name}-lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def connect() -> str:
+    """Point MLflow at the store, failing fast if a server does not answer; return its URI."""
+    uri = tracking_uri()
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """Connect to the store; return experiment `name`'s id, creating it if needed."""
+    uri = connect()
+    client = MlflowClient()
+    with _creation_lock(uri):
+        experiment = client.get_experiment_by_name(name)  # creates a new store's schema
+        if experiment is None:
+            with suppress(MlflowException):  # another process may create it meanwhile
+                client.create_experiment(name, artifact_location=artifact_location(uri))
+            experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        raise PipelineError(f"MLflow experiment {name!r} is deleted or cannot be created; "
+                            f"restore it with `mlflow experiments restore` or set "
+                            f"tracking.experiment")
+    return experiment.experiment_id
 
 
 def _git(*args: str) -> str | None:
@@ -45,12 +132,9 @@ def run_tags() -> dict[str, str]:
     commit = _git("rev-parse", "HEAD")
     # dvc.lock changes as stages finish; it says nothing about the code or params used.
     changes = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock")
-    tags = {
-        "git.commit": commit or "unknown",
-        "git.dirty": "unknown" if changes is None else str(bool(changes)).lower(),
-        **{f"{package}.version": version(package)
-           for package in ("tensorflow", "keras", "mlflow", "dvc")},
-    }
+    tags = {"git.commit": commit or "unknown",
+            "git.dirty": "unknown" if changes is None else str(bool(changes)).lower(),
+            **{f"{package}.version": version(package) for package in PACKAGES}}
     if commit:
         tags["mlflow.source.git.commit"] = commit  # shown by the MLflow UI
     if os.environ.get("DVC_EXP_NAME"):
@@ -58,131 +142,75 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
-def _owner_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+def _store_digest() -> str:
+    # The URI may carry credentials: records name the store by a digest only.
+    return hashlib.sha256(tracking_uri().encode()).hexdigest()[:16]
 
 
-def _param_text(value: Any) -> str:
-    return str(list(value) if isinstance(value, tuple) else value)  # lists as in params.yaml
+@contextmanager
+def _holding(run_id: str) -> Iterator[None]:
+    """Record, under the repository root, that this process holds `run_id` open.
 
-
-class Run:
-    """An MLflow run a stage opened or resumed, written through the agent.
-
-    Requests are pipelined: each `log_*` returns at once and `flush` waits for them all,
-    raising the first error, so a stage's own work overlaps its tracking. They name no
-    run: the agent applies them to the run this stage's connection opened.
+    The record is locked while the stage lives: a record nobody locks belongs to a stage
+    that was killed without ending its run (SIGKILL, out of memory).
     """
-
-    def __init__(self, link: Link, opening: int) -> None:
-        self.link, self.opening = link, opening
-        self.pending: list[int] = [opening]
-        self._opened: dict[str, str] | None = None
-
-    @property
-    def run_id(self) -> str:
-        """The run's id (waits for the run to be opened)."""
-        return self._opening_result()["run_id"]
-
-    @property
-    def experiment_id(self) -> str:
-        """The run's experiment id (waits for the run to be opened)."""
-        return self._opening_result()["experiment_id"]
-
-    def _opening_result(self) -> dict[str, str]:
-        if self._opened is None:
-            self._opened = self.result(self.opening)
-        return self._opened
-
-    def _send(self, op: str, **args: Any) -> int:
-        request = self.link.send(op, run_id=None, **args)
-        self.pending.append(request)
-        return request
-
-    def log_params(self, values: Mapping[str, Any]) -> None:
-        """Log params; one that changed since it was logged is recorded as a tag instead."""
-        self._send("log_params", values={key: _param_text(value)
-                                         for key, value in values.items()})
-
-    def log_metrics(self, series: Iterable[tuple[str, float, int]]) -> None:
-        """Log (key, value, step) metrics in as few requests as MLflow allows."""
-        self._send("log_metrics",
-                   series=[(key, float(value), int(step)) for key, value, step in series])
-
-    def log_file(self, path: Path, folder: str) -> None:
-        """Copy a file into the run's artifacts under `folder`."""
-        self._send("log_file", path=str(path.resolve()), folder=folder)
-
-    def log_model(self, path: Path, name: str, example: Mapping[str, np.ndarray] | np.ndarray,
-                  description: Mapping[str, Any]) -> int:
-        """Log the Keras model saved at `path`; `result` of the returned number is its URI.
-
-        `description` is pipeline.fitting.describe_model's: signature and Keras build.
-        """
-        arrays = example if isinstance(example, Mapping) else {SINGLE_INPUT: example}
-        return self._send("log_model", path=str(path.resolve()), name=name,
-                          example={key: value.tolist() for key, value in arrays.items()},
-                          description=description)
-
-    def result(self, request: int) -> Any:
-        """Wait for one request; return its result."""
-        if request == self.opening and self._opened is not None:
-            return self._opened
-        self.pending.remove(request)
-        return self.link.reply(request)
-
-    def flush(self) -> None:
-        """Wait until MLflow has stored everything sent; raise the first error."""
-        self._opening_result()
-        while self.pending:
-            self.result(self.pending[0])
-
-    def end(self, status: str) -> None:
-        """End the run FINISHED, FAILED or KILLED."""
-        self.link.call("end_run", run_id=None, status=status)
+    folder = project_root() / paths.OPEN_RUNS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / f"{run_id}.json"
+    with (folder / f".{run_id}.{os.getpid()}").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # locked before others can see it, then renamed
+        handle.write(json.dumps({"run_id": run_id, "store": _store_digest()}))
+        handle.flush()
+        Path(handle.name).replace(record)
+        try:
+            yield
+        finally:
+            record.unlink(missing_ok=True)
 
 
-def start_agent() -> Link:
-    """Connect to the tracking agent now, starting it if needed, so it loads while we work."""
-    return open_link(store.tracking_uri())
-
-
-def prepare_models() -> Link:
-    """Start the agent now, and have it load its model code, while this stage loads TensorFlow."""
-    link = start_agent()
-    link.send("prepare_models")
-    return link
+def close_abandoned_runs() -> None:
+    """End KILLED this store's runs that a killed stage of this working copy left RUNNING."""
+    folder = project_root() / paths.OPEN_RUNS_DIR
+    for record in folder.glob("*.json") if folder.is_dir() else ():
+        with record.open() as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its stage is alive (a parallel experiment)
+            held = json.loads(handle.read() or "{}")
+        if held.get("store") != _store_digest():
+            continue  # another store's run; closed when that store is used again
+        with suppress(MlflowException):
+            if MlflowClient().get_run(held["run_id"]).info.status == "RUNNING":
+                log.warning("closing run %s, left RUNNING by a killed stage", held["run_id"])
+                MlflowClient().set_terminated(held["run_id"], "KILLED")
+        record.unlink(missing_ok=True)
 
 
 @contextmanager
-def _ending(link: Link, run: Run) -> Iterator[Run]:
-    """End `run` FINISHED, or KILLED on Ctrl-C or SIGTERM, or FAILED on any other error."""
-    try:
-        yield run
-        run.flush()
-    except KeyboardInterrupt:  # pipeline.cli turns SIGTERM into one as well
-        link.close()  # the agent ends the run KILLED; no need to wait for it here
-        raise
-    except BaseException:
-        with suppress(PipelineError):  # the agent may be what failed; keep the first error
-            run.end("FAILED")
-        raise
-    else:
-        run.end("FINISHED")
-        log.info("MLflow run %s at %s: this stage waited %.2f s for tracking", run.run_id,
-                 store.tracking_uri(), link.waited)
-    finally:
-        link.close()
+def _ending(run_id: str) -> Iterator[None]:
+    """End the active run FINISHED, or KILLED on Ctrl-C or SIGTERM, or FAILED on an error."""
+    with _holding(run_id):
+        try:
+            yield
+            mlflow.flush_async_logging()  # exit 0 must mean everything is stored
+        except BaseException as err:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            with suppress(Exception):  # keep the first error, not one from ending the run
+                mlflow.end_run(status)
+            raise
+        mlflow.end_run("FINISHED")
+        log.info("MLflow run %s at %s", run_id, mlflow.get_tracking_uri())
 
 
 @contextmanager
-def new_run(experiment: str, link: Link | None = None) -> Iterator[Run]:
+def training_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
-    link = link or start_agent()
-    opening = link.send("open_run", experiment=experiment,
-                        run_name=os.environ.get("DVC_EXP_NAME"),
-                        tags={**run_tags(), **_owner_tags()})
-    with _ending(link, Run(link, opening)) as run:
+    experiment_id_ = experiment_id(experiment)
+    close_abandoned_runs()
+    run = mlflow.start_run(experiment_id=experiment_id_, tags=run_tags(),
+                           run_name=os.environ.get("DVC_EXP_NAME"))
+    with _ending(run.info.run_id):
         yield run
 
 
@@ -195,9 +223,57 @@ def recorded_run_id() -> str:
 
 
 @contextmanager
-def resumed_run(run_id: str, link: Link | None = None) -> Iterator[Run]:
+def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Resume the run `train` opened, or fail naming the run and the store."""
-    link = link or start_agent()
-    opening = link.send("resume_run", run_id=run_id, tags=_owner_tags(), source=str(paths.RUN))
-    with _ending(link, Run(link, opening)) as run:
+    connect()
+    close_abandoned_runs()
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store "
+                         f"{mlflow.get_tracking_uri()}; run `dvc repro -f train` to train and "
+                         f"track a new one") from err
+    run = mlflow.start_run(run_id=run_id)
+    with _ending(run_id):
         yield run
+
+
+def log_params(values: Mapping[str, Any]) -> None:
+    """Log params of the active run; a value that changed since is recorded as a tag.
+
+    MLflow params are immutable, yet a plot-only edit reruns `plot` on the same run: the
+    tag then says which value the current figures used.
+    """
+    texts = {key: str(list(value) if isinstance(value, tuple) else value)
+             for key, value in values.items()}  # lists as params.yaml writes them
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({key: text for key, text in texts.items() if key not in logged})
+    for key, text in texts.items():
+        if key in logged and logged[key] != text:
+            log.info("param %s was logged as %s; tagging its new value %s", key, logged[key],
+                     text)
+            mlflow.set_tag(key, text)
+
+
+def _save_model_into_new_folder(path: str, **options: Any) -> None:
+    import mlflow.keras  # noqa: PLC0415 - imports TensorFlow; only train logs models
+
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(path=path, **options)
+
+
+def log_keras_model(model: Any, name: str, example: Any) -> str:
+    """Log a Keras model to the active run with a signature and input example; return its URI.
+
+    Pip requirements are explicit, so MLflow does not infer them by loading the model.
+    """
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
+    # This is mlflow.keras.log_model(model, name=..., ...) with one fix: in MLflow 3.17 its
+    # save_model writes the input example before it creates the model's folder, and fails
+    # (mlflow issue 16183). The same Model.log call, with a save_model that creates it.
+    keras_flavor = SimpleNamespace(__name__="mlflow.keras",
+                                   save_model=_save_model_into_new_folder)
+    info = Model.log(artifact_path=None, name=name, flavor=keras_flavor, model=model, signature=signature,
+                     input_example=example, pip_requirements=requirements)
+    return info.model_uri

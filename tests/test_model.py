@@ -1,19 +1,25 @@
-"""The network's shapes, and the batched free-running decoder against a step-by-step one."""
+"""The network's shapes, the batched free-running predictor against a step-by-step decode,
+and training through Keras' `fit` with its callbacks."""
 
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import default_params
 
+from pipeline.errors import InputError
 from pipeline.model import (
     DECODER_OUTPUT,
     DECODER_RNN,
     ENCODER_RNN,
     RNN_LAYERS,
-    build_free_running_model,
+    build_predictor,
     build_training_model,
+    fit,
+    load_model,
 )
-from pipeline.params import CELLS
+from pipeline.params import CELLS, TrainParams
 
 STEPS, UNITS = 6, 5
 
@@ -57,13 +63,13 @@ def test_training_model_maps_two_windows_to_one(model: keras.Model) -> None:
 
 def test_free_running_decode_matches_step_by_step(model: keras.Model) -> None:
     encoder_in = np.random.default_rng(0).uniform(-1, 1, (9, STEPS, 1)).astype(np.float32)
-    batched = predict(build_free_running_model(model), encoder_in)
+    batched = predict(build_predictor(model), encoder_in)
     assert batched.shape == (9, STEPS, 1)
     np.testing.assert_allclose(batched, numpy_decode(model, encoder_in), atol=1e-5)
 
 
 def test_free_running_model_shares_the_trained_weights(model: keras.Model) -> None:
-    free_running = build_free_running_model(model)
+    free_running = build_predictor(model)
     assert free_running.count_params() == model.count_params()
     shared = {id(variable) for variable in free_running.weights}
     assert shared == {id(variable) for variable in model.weights}
@@ -87,9 +93,89 @@ def test_every_cell_trains_shape_and_decodes_like_the_step_by_step_loop(cell: st
     encoder_in = np.random.default_rng(2).uniform(-1, 1, (5, STEPS, 1)).astype(np.float32)
     assert model.predict([encoder_in, encoder_in], verbose=0).shape == (5, STEPS, 1)
     np.testing.assert_allclose(
-        predict(build_free_running_model(model), encoder_in),
+        predict(build_predictor(model), encoder_in),
         layer_step_decode(model, encoder_in), atol=1e-5)
 
 
 def test_params_cell_names_are_the_cells_the_model_builds() -> None:
     assert set(CELLS) == set(RNN_LAYERS)
+
+
+def windows(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return random (encoder_in, decoder_in, target) windows."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.uniform(-1, 1, (count, STEPS, 1)).astype(np.float32) for _ in range(3))
+
+
+def train_params(**changes: object) -> TrainParams:
+    return TrainParams.model_validate({**default_params()["train"], "batch_size": 4, **changes})
+
+
+class Recorder(keras.callbacks.Callback):
+    """A user's callback: what `fit` reports to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int | None, tuple[str, ...]]] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.events.append(("train_begin", None, ()))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.events.append(("epoch_end", epoch, tuple(sorted(logs or {}))))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.events.append(("train_end", None, ()))
+
+
+def test_fit_drives_keras_callbacks_and_history() -> None:
+    keras.utils.set_random_seed(3)
+    model = build_training_model(STEPS, UNITS, 0.01)
+    recorder = Recorder()
+    history = fit(model, windows(12, 0), windows(4, 1), train_params(epochs=3), [recorder])
+    assert history.epoch == [0, 1, 2]
+    assert len(history.history["loss"]) == len(history.history["val_loss"]) == 3
+    assert recorder.events == [("train_begin", None, ()),
+                               *[("epoch_end", epoch, ("loss", "val_loss")) for epoch in range(3)],
+                               ("train_end", None, ())]
+
+
+def test_fit_is_deterministic_for_a_seed() -> None:
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(5)
+        model = build_training_model(STEPS, UNITS, 0.01)
+        fit(model, windows(12, 0), windows(4, 1), train_params(epochs=2, seed=5))
+        weights.append(model.get_weights())
+    for first, second in zip(*weights, strict=True):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_early_stopping_stops_and_keeps_the_best_val_loss_weights() -> None:
+    keras.utils.set_random_seed(1)
+    # A learning rate far too high makes val_loss worse soon: training must stop early.
+    model = build_training_model(STEPS, UNITS, 1.0)
+    history = fit(model, windows(12, 0), windows(4, 1),
+                  train_params(epochs=60, early_stopping_patience=2))
+    val_loss = history.history["val_loss"]
+    assert len(val_loss) < 60
+    validation = windows(4, 1)
+    kept = model.evaluate(list(validation[:2]), validation[2], verbose=0)
+    assert kept == pytest.approx(min(val_loss), rel=1e-4)
+
+
+def test_saved_predictor_loads_in_safe_mode_and_predicts_the_same(
+        model: keras.Model, tmp_path: Path) -> None:
+    predictor = build_predictor(model)
+    predictor.save(tmp_path / "predictor.keras")
+    loaded = load_model(tmp_path / "predictor.keras")
+    encoder_in = windows(3, 4)[0]
+    np.testing.assert_allclose(predict(loaded, encoder_in), predict(predictor, encoder_in),
+                               atol=1e-6)
+
+
+def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"PK not really a zip")
+    with pytest.raises(InputError, match=r"model.keras: damaged or not a Keras model"):
+        load_model(path)

@@ -8,7 +8,8 @@ import pytest
 from conftest import default_params, with_overrides
 
 from pipeline.errors import ParamsError
-from pipeline.params import load_params, parse_params, split_sizes, window_count
+from pipeline.data import split_sizes, window_count
+from pipeline.params import load_params, parse_params
 
 
 def test_defaults_are_the_seed_run() -> None:
@@ -28,7 +29,7 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     flat = params.flat()
     assert flat["train.epochs"] == 80
     assert flat["tracking.experiment"] == params.tracking.experiment
-    assert set(params.flat(["model"])) == {"model.cell", "model.units"}
+    assert set(params.flat(("model",))) == {"model.cell", "model.units"}
     assert len(flat) == sum(len(section) for section in default_params().values())
 
 

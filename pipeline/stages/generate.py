@@ -12,9 +12,9 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.cli import run_stage
+from pipeline.data import sample_series
+from pipeline.io import write_table
 from pipeline.params import GenerateParams, load_params
-from pipeline.signals import SIGNALS
-from pipeline.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +23,10 @@ def make_series(params: GenerateParams, points: int, start_pi: float, stop_pi: f
                 noise: np.random.Generator) -> pd.DataFrame:
     """Return columns x, input, target over `points` samples of [start_pi·π, stop_pi·π]."""
     x = np.linspace(start_pi * np.pi, stop_pi * np.pi, points)
-    signal_in = SIGNALS[params.input](x)
-    if params.noise_std > 0:  # no draw at all when off: the seed's series stay exact
-        signal_in = signal_in + noise.normal(0.0, params.noise_std, points)
-    return pd.DataFrame({"x": x, "input": signal_in,
-                         "target": SIGNALS[params.target](x + params.target_phase_pi * np.pi)})
+    # No draw at all when off, so the seed's series stay exact.
+    drawn = noise.normal(0.0, params.noise_std, points) if params.noise_std > 0 else None
+    return pd.DataFrame(sample_series(params.input, params.target, x, params.target_phase_pi,
+                                      drawn))
 
 
 def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,4 +1,4 @@
-"""Reading and writing stage files.
+"""Reading and writing the stages' files: arrays (.npz), JSON and CSV tables.
 
 Writes are atomic (a temporary file beside the target, renamed over it on success), so a
 killed stage never leaves a half-written output for DVC to record. Reads turn any damage
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.errors import InputError
 
@@ -35,9 +36,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def missing(path: Path) -> InputError:
-    """Return the error for a stage input that is not there."""
-    return InputError(f"{path}: missing; run `dvc repro` to create it")
+def require(path: Path) -> Path:
+    """Return `path` if it is a file, else fail saying how to create it."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing; run `dvc repro` to create it")
+    return path
 
 
 def write_arrays(arrays: Mapping[str, np.ndarray], path: Path) -> None:
@@ -48,11 +51,11 @@ def write_arrays(arrays: Mapping[str, np.ndarray], path: Path) -> None:
 
 def read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Read the named arrays from an .npz file, never unpickling objects."""
-    if not path.is_file():
-        raise missing(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with np.load(require(path), allow_pickle=False) as archive:
             found = {name: archive[name] for name in names if name in archive.files}
+    except InputError:
+        raise
     except Exception as err:  # NumPy raises many kinds of error for a damaged file
         raise InputError(f"{path}: damaged or not an .npz array file ({err!r})") from err
     absent = [name for name in names if name not in found]
@@ -69,12 +72,33 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object."""
-    if not path.is_file():
-        raise missing(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(require(path).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(data, dict):
         raise InputError(f"{path}: must hold a JSON object")
     return data
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write `table` as CSV, floats in full precision (round-trip exact)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Read a numeric CSV table that must hold `columns`."""
+    try:
+        table = pd.read_csv(require(path))
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise InputError(f"{path}: not a readable CSV table ({err})") from err
+    absent = [column for column in columns if column not in table.columns]
+    if absent:
+        raise InputError(f"{path}: missing column(s) {', '.join(absent)}; "
+                         f"found {', '.join(map(str, table.columns))}")
+    numeric = table[list(columns)].select_dtypes("number").columns
+    bad = [column for column in columns if column not in numeric]
+    if bad or table.empty:
+        raise InputError(f"{path}: column(s) {', '.join(bad) or 'all'} must be non-empty numbers")
+    return table

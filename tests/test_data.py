@@ -5,11 +5,11 @@ import pytest
 from conftest import default_params, with_overrides
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
-from pipeline.generate import make_train_and_test
+from benchmarks.seed_reference import seed_windows
+
+from pipeline.data import ARRAY_NAMES, cut_splits, sawtooth, shift_right, split_windows
 from pipeline.params import parse_params
-from pipeline.seed_reference import seed_windows
-from pipeline.signals import sawtooth
-from pipeline.window import ARRAY_NAMES, cut_splits, shift_right, split_windows
+from pipeline.stages.generate import make_train_and_test
 
 
 def test_training_series_is_the_seeds() -> None:

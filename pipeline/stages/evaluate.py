@@ -1,28 +1,27 @@
-"""Stage `evaluate`: measure the trained model teacher-forced and free-running.
+"""Stage `evaluate`: measure the saved models teacher-forced and free-running.
 
 Free-running is how the model is used: each output is fed back as the next decoder
-input, so errors compound. All windows of all splits decode together, `batch_size` at a
-time; the metrics cover every split, the held-out test series included, and the
-per-window predictions feed the `plot` stage and `dvc plots`. The network runs in NumPy
-from weights.npz (pipeline.inference), so this stage does not import TensorFlow.
+input, so errors compound. It runs the saved predictor, the artifact logged and served,
+on all windows of all splits in one batched call; the metrics cover every split, the
+held-out test series included, and the per-window predictions feed `plot` and
+`dvc plots`.
 """
 
 import logging
-from collections.abc import Callable
 
+import keras
+import mlflow
 import numpy as np
 import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
-from pipeline.files import read_arrays, write_json
-from pipeline.inference import WEIGHT_NAMES, Seq2Seq
+from pipeline.data import ARRAY_NAMES, SPLITS, split_windows
+from pipeline.io import read_arrays, write_json, write_table
+from pipeline.model import load_model
 from pipeline.params import load_params
-from pipeline.tables import write_table
-from pipeline.window import ARRAY_NAMES, SPLITS, split_windows
 
 log = logging.getLogger(__name__)
-
 
 
 def error_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, float]:
@@ -47,22 +46,17 @@ def prediction_table(split: str, windows: dict[str, np.ndarray],
     })
 
 
-def in_batches(decode: Callable[..., np.ndarray], batch_size: int,
-               *inputs: np.ndarray) -> np.ndarray:
-    """Return `decode(*inputs)` computed `batch_size` windows at a time (bounded memory)."""
-    return np.concatenate([decode(*(array[start:start + batch_size] for array in inputs))
-                           for start in range(0, len(inputs[0]), batch_size)])
-
-
-def evaluate(net: Seq2Seq, splits: dict[str, dict[str, np.ndarray]], batch_size: int
+def evaluate(model: keras.Model, predictor: keras.Model,
+             splits: dict[str, dict[str, np.ndarray]], batch_size: int
              ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
     """Return metrics per split and the free-running predictions of every window."""
     encoder_in, decoder_in = (np.concatenate([windows[name] for windows in splits.values()])
                               for name in ("encoder_in", "decoder_in"))
     bounds = np.cumsum([len(windows["start"]) for windows in splits.values()])[:-1]
-    free_running = np.split(in_batches(net.free_running, batch_size, encoder_in), bounds)
-    forced = np.split(in_batches(net.teacher_forced, batch_size, encoder_in, decoder_in),
-                      bounds)
+    free_running = np.split(predictor.predict(encoder_in, batch_size=batch_size, verbose=0),
+                            bounds)
+    forced = np.split(model.predict([encoder_in, decoder_in], batch_size=batch_size,
+                                    verbose=0), bounds)
     metrics, tables = {}, []
     for index, (split, windows) in enumerate(splits.items()):
         metrics[split] = {**error_metrics(forced[index], windows["target"], "teacher_forced"),
@@ -72,20 +66,19 @@ def evaluate(net: Seq2Seq, splits: dict[str, dict[str, np.ndarray]], batch_size:
 
 
 def main() -> None:
-    """Evaluate the trained weights; write metrics.json and predictions.csv."""
+    """Evaluate the saved models; write metrics.json and predictions.csv."""
     params = load_params()
     run_id = tracking.recorded_run_id()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     splits = {split: split_windows(arrays, split) for split in SPLITS}
-    net = Seq2Seq(read_arrays(paths.WEIGHTS, WEIGHT_NAMES), paths.WEIGHTS)
-    with tracking.resumed_run(run_id) as run:
-        run.log_params(params.flat(paths.STAGES["evaluate"].params))
-        metrics, predictions = evaluate(net, splits, params.evaluate.batch_size)
+    model, predictor = load_model(paths.MODEL), load_model(paths.PREDICTOR)
+    with tracking.resumed_run(run_id):
+        tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
+        metrics, predictions = evaluate(model, predictor, splits, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions, paths.PREDICTIONS)
-        run.log_metrics((
-            (f"{split}.{name}", value, 0)
-            for split, values in metrics.items() for name, value in values.items()))
+        mlflow.log_metrics({f"{split}.{name}": value for split, values in metrics.items()
+                              for name, value in values.items()})
     for split in SPLITS:
         log.info("%s: free-running MSE %.3g, teacher-forced MSE %.3g", split,
                  metrics[split]["free_run_mse"], metrics[split]["teacher_forced_mse"])

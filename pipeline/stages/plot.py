@@ -1,44 +1,54 @@
-"""The seed's three figures, drawn with matplotlib's object API (no GUI backend).
+"""Stage `plot`: the seed's three figures, as PNG files logged to the run.
 
 1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
-predictions from the `plot.start_points` windows against the true target. The `plot`
-stage imports this module (matplotlib and pandas, about 0.7 s) only after it has started
-the tracking agent.
+predictions from the `plot.start_points` windows against the true target. Drawn with
+matplotlib's object API (no GUI backend). Imports no TensorFlow.
 """
 
+import logging
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline import paths
+from pipeline import paths, tracking
+from pipeline.cli import run_stage
+from pipeline.data import SERIES_COLUMNS
 from pipeline.errors import InputError
-from pipeline.files import atomic_path
-from pipeline.tables import read_table
+from pipeline.io import atomic_path, read_table
+from pipeline.params import load_params
 
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "loss", "val_loss")
 PREDICTION_COLUMNS = ("window", "step", "x", "target", "prediction")
+
+
+def new_axes(title: str, xlabel: str) -> tuple[Figure, object]:
+    """Return an 8×4 inch figure and its one gridded axes."""
+    figure = Figure(figsize=(8, 4))
+    axes = figure.subplots()
+    axes.set(title=title, xlabel=xlabel)
+    axes.grid()
+    return figure, axes
 
 
 def series_figure(series: pd.DataFrame) -> Figure:
     """Draw the input and target signals over x."""
-    figure = Figure(figsize=(8, 4))
-    axes = figure.subplots()
+    figure, axes = new_axes("Training series", "x")
     axes.plot(series["x"], series["input"], label="input")
     axes.plot(series["x"], series["target"], label="target")
-    axes.set(title="Training series", xlabel="x")
-    axes.grid()
     axes.legend()
     return figure
 
 
 def loss_figure(history: pd.DataFrame) -> Figure:
     """Draw training and validation loss per epoch, log-scaled."""
-    figure = Figure(figsize=(8, 4))
-    axes = figure.subplots()
+    figure, axes = new_axes("Loss (MSE)", "epoch")
     axes.plot(history["epoch"], history["loss"], label="loss")
     axes.plot(history["epoch"], history["val_loss"], label="val_loss")
-    axes.set(title="Loss (MSE)", xlabel="epoch", yscale="log")
-    axes.grid()
+    axes.set_yscale("log")
     axes.legend()
     return figure
 
@@ -46,16 +56,13 @@ def loss_figure(history: pd.DataFrame) -> Figure:
 def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
                        start_points: tuple[int, ...]) -> Figure:
     """Draw the free-running prediction of each start window against the true target."""
-    figure = Figure(figsize=(8, 4))
-    axes = figure.subplots()
+    figure, axes = new_axes(f"Predictions from windows {', '.join(map(str, start_points))}",
+                            "x")
     for index, start in enumerate(start_points):
         window = predictions[predictions["window"] == start].sort_values("step")
         axes.plot(window["x"], window["prediction"], color="red",
                   label="free-running prediction" if index == 0 else None)
     axes.plot(series["x"], series["target"], color="blue", linestyle="dashed", label="target")
-    axes.set(title=f"Predictions from windows {', '.join(map(str, start_points))}",
-             xlabel="x")
-    axes.grid()
     axes.legend()
     return figure
 
@@ -69,28 +76,32 @@ def start_windows(predictions: pd.DataFrame, start_points: tuple[int, ...]) -> p
     return training
 
 
-def save_figure(figure: Figure, path: Path, dpi: int) -> None:
-    """Write `figure` as a PNG, atomically."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-
-
-Inputs = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # series, history, predictions
-
-
-def read_inputs() -> Inputs:
-    """Read the training series, the loss history and the predictions."""
-    return (read_table(paths.TRAIN_SERIES, ("x", "input", "target")),
-            read_table(paths.HISTORY, ("epoch", "loss", "val_loss")),
-            read_table(paths.PREDICTIONS, PREDICTION_COLUMNS))
-
-
-def draw(inputs: Inputs, start_points: tuple[int, ...]) -> dict[Path, Figure]:
+def draw(series: pd.DataFrame, history: pd.DataFrame, predictions: pd.DataFrame,
+         start_points: tuple[int, ...]) -> dict[Path, Figure]:
     """Return the three figures by the path each is written to."""
-    series, history, predictions = inputs
     return {
         paths.SERIES_PLOT: series_figure(series),
         paths.LOSS_PLOT: loss_figure(history),
         paths.PREDICTIONS_PLOT: predictions_figure(
             series, start_windows(predictions, start_points), start_points),
     }
+
+
+def main() -> None:
+    """Draw the figures into data/plots/ and log them to the run."""
+    params = load_params()
+    run_id = tracking.recorded_run_id()
+    drawn = draw(read_table(paths.TRAIN_SERIES, SERIES_COLUMNS),
+                 read_table(paths.HISTORY, HISTORY_COLUMNS),
+                 read_table(paths.PREDICTIONS, PREDICTION_COLUMNS), params.plot.start_points)
+    with tracking.resumed_run(run_id):
+        tracking.log_params(params.flat(paths.STAGES["plot"].params))
+        for path, figure in drawn.items():
+            with atomic_path(path) as tmp:
+                figure.savefig(tmp, dpi=params.plot.dpi, bbox_inches="tight")
+            mlflow.log_artifact(str(path), "plots")
+    log.info("wrote %s", ", ".join(map(str, drawn)))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,103 @@
+"""The data: named signals sampled into series, and series cut into windows.
+
+For window i of a series: encoder input = input[i : i+steps], decoder target =
+target[i : i+steps], decoder input = the target shifted right by one step with 0 first
+(teacher forcing). The seed makes `points - steps` windows per series (it drops the last
+full one). The last `validation_fraction` of the training windows are the validation
+split, as Keras' `validation_split` takes them; the test series gives the test windows.
+
+windows.npz stores, per split, only the stretch of series its windows cover (O(points),
+not O(points · steps)); `split_windows` turns it into arrays as strided views, without a
+Python loop or a copy per window. NumPy only: no TensorFlow, no MLflow.
+"""
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def triangle(x: np.ndarray) -> np.ndarray:
+    """Return a triangle wave with sin's period, peaks and zeros."""
+    return 2 / np.pi * np.arcsin(np.sin(x))
+
+
+def sawtooth(x: np.ndarray) -> np.ndarray:
+    """Return a sawtooth wave of period 2π rising from -1 to 1, 0 at x = 0."""
+    cycles = x / (2 * np.pi)
+    return 2 * (cycles - np.floor(0.5 + cycles))
+
+
+# The signals params.yaml may name: an allow-list, never evaluated expressions.
+SIGNALS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sin": np.sin, "cos": np.cos, "triangle": triangle, "sawtooth": sawtooth,
+}
+
+SPLITS = ("train", "validation", "test")
+SERIES_COLUMNS = ("x", "input", "target")
+# Names in windows.npz: "steps", then "<split>.<column>" and "<split>.first_window".
+ARRAY_NAMES = ("steps", *(f"{split}.{name}" for split in SPLITS
+                          for name in (*SERIES_COLUMNS, "first_window")))
+
+Series = dict[str, np.ndarray]  # x, input, target: each (points,)
+
+
+def sample_series(input_signal: str, target_signal: str, x: np.ndarray,
+                  target_phase_pi: float = 0.0, noise: np.ndarray | None = None) -> Series:
+    """Return input and target sampled at `x`; `noise` (if any) is added to the input."""
+    signal_in = SIGNALS[input_signal](x)
+    return {"x": x, "input": signal_in if noise is None else signal_in + noise,
+            "target": SIGNALS[target_signal](x + target_phase_pi * np.pi)}
+
+
+def window_count(points: int, steps: int) -> int:
+    """Return how many windows a series yields; the seed drops the last full one."""
+    return points - steps
+
+
+def split_sizes(windows: int, validation_fraction: float) -> tuple[int, int]:
+    """Return (fit, validation) window counts, rounded as Keras 3's `validation_split`."""
+    fit = math.floor(windows * (1.0 - validation_fraction))
+    return fit, windows - fit
+
+
+def shift_right(target: np.ndarray) -> np.ndarray:
+    """Return decoder inputs: each window's target one step later, 0 at the first step."""
+    decoder_in = np.zeros_like(target)
+    decoder_in[:, 1:] = target[:, :-1]
+    return decoder_in
+
+
+def cut_splits(train: Series, test: Series, steps: int,
+               validation_fraction: float) -> dict[str, np.ndarray]:
+    """Return the arrays of windows.npz: each split's stretch of series, and `steps`."""
+    fit, validation = split_sizes(window_count(len(train["x"]), steps), validation_fraction)
+    ranges = {"train": (train, 0, fit), "validation": (train, fit, validation),
+              "test": (test, 0, window_count(len(test["x"]), steps))}
+    arrays = {"steps": np.array(steps)}
+    for split, (series, first, count) in ranges.items():
+        for column in SERIES_COLUMNS:
+            # `count` windows of `steps` points from `first` span count + steps - 1 points.
+            arrays[f"{split}.{column}"] = series[column][first:first + count + steps - 1]
+        arrays[f"{split}.first_window"] = np.array(first)
+    return arrays
+
+
+def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """Return one split's windows: encoder_in, decoder_in, target (windows, steps, 1) as
+    float32, x (windows, steps) and start (windows,), the index of each window's first point.
+    """
+    steps = int(arrays["steps"])
+
+    def cut(column: str) -> np.ndarray:
+        return sliding_window_view(arrays[f"{split}.{column}"], steps)  # (windows, steps)
+
+    target = cut("target").astype(np.float32)
+    return {
+        "encoder_in": cut("input").astype(np.float32)[..., None],
+        "decoder_in": shift_right(target)[..., None],
+        "target": target[..., None],
+        "x": cut("x"),
+        "start": int(arrays[f"{split}.first_window"]) + np.arange(len(target)),
+    }

@@ -1,0 +1,1 @@
+"""The DVC stages, one module each, run as `python -m pipeline.stages.<name>`."""

@@ -1,0 +1,90 @@
+"""Stage `train`: fit the seed's Seq2Seq model with Keras' `fit` and open its MLflow run.
+
+Writes the training model, the predictor (the same weights, decoding free-running), the
+per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
+add to. The run holds the params, provenance tags, `loss` and `val_loss` per epoch
+(logged live by MLflow's Keras callback), and both models, logged with signatures and
+input examples: `model` takes [encoder_in, decoder_in] (teacher forcing), `predictor`
+maps input windows (batch, steps, 1) to their free-running predictions (batch, steps, 1).
+"""
+
+import logging
+
+import keras
+import numpy as np
+import pandas as pd
+from mlflow.keras import MlflowCallback
+
+from pipeline import paths, tracking
+from pipeline.cli import run_stage
+from pipeline.data import ARRAY_NAMES, split_windows
+from pipeline.io import atomic_path, read_arrays, write_json, write_table
+from pipeline.model import (
+    DECODER_IN,
+    ENCODER_IN,
+    Split,
+    build_predictor,
+    build_training_model,
+    fit,
+    steps_per_execution,
+)
+from pipeline.params import Params, load_params
+
+log = logging.getLogger(__name__)
+
+
+def split(arrays: dict[str, np.ndarray], name: str) -> Split:
+    """Return one split's (encoder_in, decoder_in, target) arrays."""
+    windows = split_windows(arrays, name)
+    return windows["encoder_in"], windows["decoder_in"], windows["target"]
+
+
+def history_table(history: keras.callbacks.History) -> pd.DataFrame:
+    """Return Keras' History as the table DVC plots: epoch, loss, val_loss."""
+    return pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
+                         "val_loss": history.history["val_loss"]})
+
+
+def train_model(params: Params, arrays: dict[str, np.ndarray],
+                callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, pd.DataFrame]:
+    """Build a seeded model and fit it; return it and its history."""
+    keras.utils.set_random_seed(params.train.seed)
+    train, validation = split(arrays, "train"), split(arrays, "validation")
+    model = build_training_model(params.window.steps, params.model.units,
+                                 params.train.learning_rate, params.model.cell,
+                                 steps_per_execution(len(train[0]), params.train.batch_size))
+    return model, history_table(fit(model, train, validation, params.train, callbacks))
+
+
+def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
+    """Write both models and the history, each atomically."""
+    for network, path in ((model, paths.MODEL), (predictor, paths.PREDICTOR)):
+        with atomic_path(path) as tmp:
+            network.save(tmp)
+    write_table(history, paths.HISTORY)
+
+
+def main() -> None:
+    """Train, save the models and history, and record everything in a new MLflow run."""
+    params = load_params()
+    arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
+    keras.config.disable_interactive_logging()  # no progress bars in DVC's log
+    with tracking.training_run(params.tracking.experiment) as run:
+        tracking.log_params(params.flat(paths.STAGES["train"].params))
+        model, history = train_model(params, arrays, [MlflowCallback()])
+        predictor = build_predictor(model)
+        save(model, predictor, history)
+        examples = split(arrays, "validation")[:2]  # two validation windows of each input
+        encoder_in, decoder_in = (array[:2] for array in examples)
+        uris = {"model_uri": tracking.log_keras_model(
+                    model, "model", {ENCODER_IN: encoder_in, DECODER_IN: decoder_in}),
+                "predictor_uri": tracking.log_keras_model(predictor, "predictor", encoder_in)}
+        write_json({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, **uris},
+                   paths.RUN)
+    last = history.iloc[-1]
+    log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
+             last["val_loss"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

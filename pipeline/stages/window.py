@@ -1,0 +1,43 @@
+"""Stage `window`: cut the series into the train, validation and test splits of windows.
+
+How windows are cut and stored is pipeline.data's; this stage reads the two series and
+writes windows.npz. NumPy and pandas only.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import paths
+from pipeline.cli import run_stage
+from pipeline.data import SERIES_COLUMNS, SPLITS, Series, cut_splits
+from pipeline.errors import InputError
+from pipeline.io import read_table, write_arrays
+from pipeline.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def read_series(path: Path, steps: int) -> Series:
+    """Read a series table; it must be long enough for one window."""
+    table = read_table(path, SERIES_COLUMNS)
+    if len(table) <= steps:
+        raise InputError(f"{path}: {len(table)} rows, too short for {steps}-step windows")
+    return {column: table[column].to_numpy(dtype=np.float64) for column in SERIES_COLUMNS}
+
+
+def main() -> None:
+    """Read data/series/*.csv and write data/windows/windows.npz."""
+    params = load_params()
+    steps = params.window.steps
+    arrays = cut_splits(read_series(paths.TRAIN_SERIES, steps),
+                        read_series(paths.TEST_SERIES, steps), steps,
+                        params.window.validation_fraction)
+    write_arrays(arrays, paths.WINDOWS)
+    log.info("wrote %s", ", ".join(
+        f"{split}: {len(arrays[f'{split}.x']) - steps + 1} windows" for split in SPLITS))
+
+
+if __name__ == "__main__":
+    run_stage(main)
