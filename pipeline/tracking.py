@@ -104,9 +104,9 @@ def connect() -> str:
 def experiment_id(name: str) -> str:
     """Connect to the store; return experiment `name`'s id, creating it if needed."""
     uri = connect()
-    client = MlflowClient()
     with _creation_lock(uri):
-        experiment = client.get_experiment_by_name(name)  # creates a new store's schema
+        client = MlflowClient()  # opening a new store creates its schema
+        experiment = client.get_experiment_by_name(name)
         if experiment is None:
             with suppress(MlflowException):  # another process may create it meanwhile
                 client.create_experiment(name, artifact_location=artifact_location(uri))
@@ -172,12 +172,14 @@ def close_abandoned_runs() -> None:
     """End KILLED this store's runs that a killed stage of this working copy left RUNNING."""
     folder = project_root() / paths.OPEN_RUNS_DIR
     for record in folder.glob("*.json") if folder.is_dir() else ():
-        with record.open() as handle:
-            try:
+        try:
+            with record.open() as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its stage is alive (a parallel experiment)
-            held = json.loads(handle.read() or "{}")
+                held = json.loads(handle.read())
+        except BlockingIOError:
+            continue  # its stage is alive (a parallel experiment)
+        except FileNotFoundError:
+            continue  # its stage has just ended it
         if held.get("store") != _store_digest():
             continue  # another store's run; closed when that store is used again
         with suppress(MlflowException):
@@ -258,7 +260,7 @@ def log_params(values: Mapping[str, Any]) -> None:
 def _save_model_into_new_folder(path: str, **options: Any) -> None:
     import mlflow.keras  # noqa: PLC0415 - imports TensorFlow; only train logs models
 
-    os.makedirs(path, exist_ok=True)
+    Path(path).mkdir(parents=True, exist_ok=True)
     mlflow.keras.save_model(path=path, **options)
 
 
@@ -274,6 +276,6 @@ def log_keras_model(model: Any, name: str, example: Any) -> str:
     # (mlflow issue 16183). The same Model.log call, with a save_model that creates it.
     keras_flavor = SimpleNamespace(__name__="mlflow.keras",
                                    save_model=_save_model_into_new_folder)
-    info = Model.log(artifact_path=None, name=name, flavor=keras_flavor, model=model, signature=signature,
-                     input_example=example, pip_requirements=requirements)
+    info = Model.log(artifact_path=None, name=name, flavor=keras_flavor, model=model,
+                     signature=signature, input_example=example, pip_requirements=requirements)
     return info.model_uri
