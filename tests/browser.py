@@ -1,4 +1,8 @@
-"""Headless Debian Chromium for tests that look at the MLflow UI as a person would."""
+"""Headless Debian Chromium for tests that look at the MLflow UI as a person would.
+
+CI installs chromium (.ci/run). Elsewhere a test that needs it skips, saying how to
+install it; under CI=true a missing browser fails the test instead.
+"""
 
 import os
 import shutil
@@ -11,25 +15,16 @@ import pytest
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1400,1000", "--virtual-time-budget=20000")
-
-
-# apt-get must never wait for an answer: no prompt, no stdin, and a time limit per step
-# that leaves the test room within pytest-timeout's 600 s.
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
-APT_TIMEOUT_SECONDS = 240
+INSTALL = "apt-get install -y chromium"
 
 
 def chromium() -> str:
-    """Return Debian's chromium, installing it with apt-get when missing and allowed."""
+    """Return Debian's chromium; skip the test without it, or fail under CI."""
     found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq",
-                                                        "chromium"]):
-            subprocess.run(command, check=True, capture_output=True, stdin=subprocess.DEVNULL,
-                           env={**os.environ, **APT_ENV}, timeout=APT_TIMEOUT_SECONDS)
-        found = shutil.which("chromium")
     if found is None:
-        pytest.fail("this test needs Debian's chromium: apt-get install chromium")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide chromium (.ci/run installs it: {INSTALL})")
+        pytest.skip(f"needs Debian's chromium: {INSTALL}")
     return found
 
 

@@ -39,8 +39,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """Keep telemetry out of every test and subprocess."""
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DVC_NO_ANALYTICS"] = "1"
-    # Tracking agents of finished tests exit soon instead of after two idle minutes.
-    os.environ["PIPELINE_AGENT_IDLE_SECONDS"] = "10"
     # `python` and `dvc` in subprocesses (and in dvc.yaml's commands) must be this
     # interpreter's, even when the virtual environment is not activated.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -173,15 +171,16 @@ def _healthy(uri: str) -> bool:
         return False
 
 
-def agent_pids(argument: str) -> list[int]:
-    """Return the pids of tracking agents started with `argument` (socket or URI), from /proc."""
+def stage_pids(stage: str, cwd: Path) -> list[int]:
+    """Return the pids of `python -m pipeline.stages.<stage>` processes running in `cwd`."""
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             arguments = cmdline.read_bytes().split(b"\0")
+            here = (cmdline.parent / "cwd").readlink()
         except OSError:
             continue
-        if b"pipeline.agent" in arguments and argument.encode() in arguments:
+        if f"pipeline.stages.{stage}".encode() in arguments and here == cwd:
             pids.append(int(cmdline.parent.name))
     return pids
 

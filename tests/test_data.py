@@ -6,7 +6,6 @@ from conftest import default_params, with_overrides
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
 from benchmarks.seed_reference import seed_windows
-
 from pipeline.data import ARRAY_NAMES, cut_splits, sawtooth, shift_right, split_windows
 from pipeline.params import parse_params
 from pipeline.stages.generate import make_train_and_test

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import agent_pids, run, wait_until, with_overrides, write_params
+from conftest import run, stage_pids, wait_until, with_overrides, write_params
 from mlflow.tracking import MlflowClient
-
-from pipeline.tracking import PID_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +39,7 @@ def running_run(repo: Path, timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
-        if running and running[0].data.params:  # params are logged just before fit
+        if running and "loss" in running[0].data.metrics:  # training has begun
             return running[0]
         time.sleep(0.5)
     pytest.fail("no RUNNING run appeared")
@@ -78,34 +76,28 @@ def test_bad_param_fails_before_any_work_and_records_nothing(repo: Path,
     assert run(["git", "diff", "--stat", "dvc.lock"], repo).stdout == ""
 
 
-def test_sigterm_during_training_ends_the_run_killed(repo: Path, tiny_params: dict) -> None:
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    (signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_or_ctrl_c_during_training_ends_the_run_killed(
+        repo: Path, tiny_params: dict, signum: int, code: int, message: str) -> None:
     repro, victim = long_training(repo, tiny_params)
-    os.kill(int(victim.data.tags[PID_TAG]), signal.SIGTERM)
+    (train,) = stage_pids("train", repo)
+    os.kill(train, signum)
     output, _ = repro.communicate(timeout=60)
     assert repro.returncode != 0
-    assert "terminated (SIGTERM)" in output
+    assert message in output and f"exited with {code}" in output
     assert client(repo).get_run(victim.info.run_id).info.status == "KILLED"
     assert not (repo / "data" / "model" / "model.keras").exists()
 
 
-def test_sigkilled_repro_has_its_run_ended_killed_by_the_agent(
+def test_run_of_a_sigkilled_repro_is_closed_killed_by_the_next_repro(
         repo: Path, tiny_params: dict) -> None:
     repro, victim = long_training(repo, tiny_params)
     os.killpg(repro.pid, signal.SIGKILL)
     repro.wait(timeout=30)
-    wait_until(lambda: client(repo).get_run(victim.info.run_id).info.status == "KILLED", 15,
-               "the agent ended the run KILLED")
-    assert not (repo / "data" / "model" / "model.keras").exists()
-
-
-def test_run_of_a_repro_sigkilled_with_its_agent_is_closed_by_the_next_repro(
-        repo: Path, tiny_params: dict) -> None:
-    repro, victim = long_training(repo, tiny_params)
-    os.killpg(repro.pid, signal.SIGKILL)
-    for pid in agent_pids(f"sqlite:///{repo / 'mlflow.db'}"):
-        os.kill(pid, signal.SIGKILL)
-    repro.wait(timeout=30)
+    wait_until(lambda: not stage_pids("train", repo), 30, "the killed train has gone")
     assert client(repo).get_run(victim.info.run_id).info.status == "RUNNING"
+    assert not (repo / "data" / "model" / "model.keras").exists()
 
     write_params(repo, tiny_params)
     run([*DVC, "repro"], repo)

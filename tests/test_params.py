@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from conftest import default_params, with_overrides
 
-from pipeline.errors import ParamsError
 from pipeline.data import split_sizes, window_count
+from pipeline.errors import ParamsError
 from pipeline.params import load_params, parse_params
 
 

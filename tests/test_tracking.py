@@ -1,13 +1,23 @@
-"""Where runs are stored, and how params that change on a resumed run are recorded."""
+"""MLflow tracking on a real SQLite store: where runs live, how they end, what they hold."""
 
+import ast
 import os
+import shutil
+import sys
+import time
 from pathlib import Path
 
+import mlflow
 import pytest
+from conftest import ROOT, run, wait_until
 from mlflow.tracking import MlflowClient
 
-from pipeline import store, tracking
+from pipeline import tracking
 from pipeline.errors import InputError, PipelineError
+
+
+def client() -> MlflowClient:
+    return MlflowClient(tracking.tracking_uri())
 
 
 def test_default_store_is_under_dvc_root_wherever_the_stage_runs(
@@ -15,67 +25,179 @@ def test_default_store_is_under_dvc_root_wherever_the_stage_runs(
     elsewhere = root / ".dvc" / "tmp" / "exps" / "copy"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)  # where `dvc exp run --temp` runs a stage
-    assert store.tracking_uri() == f"sqlite:///{root / 'mlflow.db'}"
-    assert store.artifact_location(store.tracking_uri()) == (root / "mlartifacts").as_uri()
+    assert tracking.tracking_uri() == f"sqlite:///{root / 'mlflow.db'}"
+    assert tracking.artifact_location(tracking.tracking_uri()) == (root / "mlartifacts").as_uri()
 
 
 def test_tracking_uri_env_overrides_and_servers_choose_their_artifacts(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert store.tracking_uri() == "http://127.0.0.1:5000"
-    assert store.artifact_location(store.tracking_uri()) is None
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    assert tracking.artifact_location(tracking.tracking_uri()) is None
 
 
-def test_new_run_creates_the_experiment_with_an_absolute_artifact_root(root: Path) -> None:
-    with tracking.new_run("exp") as run:
-        run_id = run.run_id
-    client = MlflowClient(store.tracking_uri())
-    experiment = client.get_experiment_by_name("exp")
-    assert experiment.artifact_location == (root / "mlartifacts").as_uri()
-    finished = client.get_run(run_id)
+def test_a_run_ends_finished_with_real_times_in_an_experiment_with_an_absolute_root(
+        root: Path) -> None:
+    before = time.time() * 1000
+    with tracking.training_run("exp") as opened:
+        mlflow.log_metrics({"loss": 0.5}, step=3)
+    finished = client().get_run(opened.info.run_id)
+    after = time.time() * 1000
     assert finished.info.status == "FINISHED"
-    assert finished.data.tags[tracking.PID_TAG] == str(os.getpid())
-    with tracking.new_run("exp") as second:
-        assert second.experiment_id == experiment.experiment_id
+    assert before <= finished.info.start_time <= finished.info.end_time <= after
+    (metric,) = client().get_metric_history(opened.info.run_id, "loss")
+    assert metric.step == 3 and before <= metric.timestamp <= after
+    experiment = client().get_experiment_by_name("exp")
+    assert experiment.artifact_location == (root / "mlartifacts").as_uri()
+    assert finished.data.tags["git.dirty"] in {"true", "false", "unknown"}
+    with tracking.training_run("exp") as second:
+        assert second.info.experiment_id == experiment.experiment_id
+
+
+def test_a_resumed_run_ends_finished_again_with_a_later_end_time(root: Path) -> None:
+    with tracking.training_run("exp") as opened:
+        pass
+    first_end = client().get_run(opened.info.run_id).info.end_time
+    time.sleep(0.01)
+    with tracking.resumed_run(opened.info.run_id):
+        assert client().get_run(opened.info.run_id).info.status == "RUNNING"
+    resumed = client().get_run(opened.info.run_id).info
+    assert resumed.status == "FINISHED" and resumed.end_time > first_end
 
 
 def test_changed_param_on_a_resumed_run_is_tagged_not_lost(root: Path) -> None:
-    with tracking.new_run("exp") as run:
-        run.log_params({"plot.dpi": 100, "plot.start_points": (0, 24)})
-    with tracking.resumed_run(run.run_id) as resumed:
-        resumed.log_params({"plot.dpi": 50, "plot.start_points": (0, 24)})
-    data = MlflowClient(store.tracking_uri()).get_run(run.run_id).data
+    with tracking.training_run("exp") as opened:
+        tracking.log_params({"plot.dpi": 100, "plot.start_points": (0, 24)})
+    with tracking.resumed_run(opened.info.run_id):
+        tracking.log_params({"plot.dpi": 50, "plot.start_points": (0, 24)})
+    data = client().get_run(opened.info.run_id).data
     assert data.params == {"plot.dpi": "100", "plot.start_points": "[0, 24]"}
     assert data.tags["plot.dpi"] == "50"
     assert "plot.start_points" not in data.tags
 
 
 def test_resuming_a_run_the_store_does_not_have_names_run_and_store(root: Path) -> None:
-    with tracking.new_run("exp"):
+    with tracking.training_run("exp"):
         pass
     with (pytest.raises(InputError, match=r"run 0123abcd is not in the store sqlite:///"),
           tracking.resumed_run("0123abcd")):
         pass
 
 
-def test_metric_series_are_logged_with_their_steps(root: Path) -> None:
-    with tracking.new_run("exp") as run:
-        run.log_metrics([("loss", 1.0 / (step + 1), step) for step in range(1500)])
-    history = MlflowClient(store.tracking_uri()).get_metric_history(run.run_id, "loss")
-    assert sorted(m.step for m in history) == list(range(1500))
-
-
-def test_an_error_in_the_stage_ends_the_run_failed_and_is_not_masked(root: Path) -> None:
-    with pytest.raises(ZeroDivisionError), tracking.new_run("exp") as run:
-        run.log_params({"a": 1})
-        _ = 1 / 0
-    assert MlflowClient(store.tracking_uri()).get_run(run.run_id).info.status == "FAILED"
+@pytest.mark.parametrize(("error", "status"), [(ZeroDivisionError, "FAILED"),
+                                               (KeyboardInterrupt, "KILLED")])
+def test_an_error_ends_the_run_and_is_not_masked(root: Path, error: type, status: str) -> None:
+    with pytest.raises(error), tracking.training_run("exp") as opened:
+        raise error
+    assert client().get_run(opened.info.run_id).info.status == status
+    assert mlflow.active_run() is None
 
 
 def test_a_deleted_experiment_is_an_error_naming_it(root: Path) -> None:
-    with tracking.new_run("gone") as run:
+    with tracking.training_run("gone") as opened:
         pass
-    MlflowClient(store.tracking_uri()).delete_experiment(run.experiment_id)
+    client().delete_experiment(opened.info.experiment_id)
     with pytest.raises(PipelineError, match=r"MLflow experiment 'gone' is deleted"), \
-            tracking.new_run("gone"):
+            tracking.training_run("gone"):
         pass
+
+
+# A stage that opens a run, says so, and then waits or dies without ending it.
+STAGE = """
+import os, signal, sys, time
+from pipeline import tracking
+with tracking.training_run("exp") as run:
+    print(run.info.run_id, flush=True)
+    if sys.argv[1] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if sys.argv[1] == "wait":
+        time.sleep(120)
+"""
+
+
+def stage_run(root: Path, how: str) -> tuple[str, "subprocess.Popen[str]"]:  # noqa: F821
+    """Start a stage process in `root`; return its run id once the run is open."""
+    import subprocess  # noqa: PLC0415
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-c", STAGE, how], cwd=root, env=env,
+                               stdout=subprocess.PIPE, text=True)
+    return process.stdout.readline().strip(), process
+
+
+def test_next_run_closes_a_killed_stages_run_but_not_a_live_one_or_a_foreign_one(
+        root: Path) -> None:
+    killed, dead = stage_run(root, "die")
+    dead.wait(timeout=60)
+    assert client().get_run(killed).info.status == "RUNNING"
+    alive, living = stage_run(root, "wait")  # the next stage
+    try:
+        # A RUNNING run this working copy never held (another machine's, on a server).
+        foreign = client().create_run(client().get_experiment_by_name("exp").experiment_id)
+        with tracking.training_run("exp"):
+            pass
+        assert client().get_run(killed).info.status == "KILLED"
+        assert client().get_run(alive).info.status == "RUNNING"
+        assert client().get_run(foreign.info.run_id).info.status == "RUNNING"
+    finally:
+        living.kill()
+        living.wait()
+
+
+def test_deleting_the_store_and_running_again_just_works(root: Path) -> None:
+    # Stages are processes: a new one sees the new store (MLflow caches it per process).
+    first, process = stage_run(root, "end")
+    assert process.wait(timeout=60) == 0
+    (root / "mlflow.db").unlink()
+    shutil.rmtree(root / "mlartifacts", ignore_errors=True)
+    second, process = stage_run(root, "end")
+    assert process.wait(timeout=60) == 0
+    (only,) = client().search_runs([client().get_experiment_by_name("exp").experiment_id])
+    assert only.info.run_id == second != first
+    assert only.info.status == "FINISHED"
+
+
+def private_mlflow_names(path: Path) -> list[str]:
+    """Return the names under mlflow that start with '_' which `path` imports or uses."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mlflow"):
+            names = [*node.module.split("."), *(alias.name for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [part for alias in node.names if alias.name.startswith("mlflow")
+                     for part in alias.name.split(".")]
+        elif isinstance(node, ast.Attribute) and ast.unparse(node).startswith("mlflow."):
+            names = ast.unparse(node).split(".")
+        else:
+            continue
+        found += [name for name in names if name.startswith("_")]
+    return found
+
+
+def test_no_code_uses_private_mlflow_names() -> None:
+    sources = [*ROOT.glob("pipeline/**/*.py"), *ROOT.glob("benchmarks/*.py"),
+               *ROOT.glob("tests/*.py")]
+    assert len(sources) > 10
+    assert {str(path): private_mlflow_names(path) for path in sources
+            if private_mlflow_names(path)} == {}
+
+
+def test_the_private_name_check_can_fail(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("from mlflow.models.utils import _save_example\n", encoding="utf-8")
+    assert private_mlflow_names(sample) == ["_save_example"]
+
+
+def test_a_stage_command_leaves_no_process_behind(root: Path) -> None:
+    code = "from pipeline import tracking\nwith tracking.training_run('exp'): pass\n"
+    run([sys.executable, "-c", code], root, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_until(lambda: not [p for p in Path("/proc").glob("[0-9]*/cwd")
+                            if _cwd(p) == root and int(p.parent.name) != os.getpid()],
+               10, "every process started in the store's folder has exited")
+
+
+def _cwd(link: Path) -> Path | None:
+    try:
+        return link.readlink()
+    except OSError:
+        return None
