@@ -4,10 +4,7 @@
 resume it by that id. A run never stays RUNNING: it ends FINISHED, FAILED on an error,
 KILLED on Ctrl-C or SIGTERM; a run whose stage was SIGKILLed is closed KILLED by the
 next stage that tracks from the same working copy (see `_holding`).
-
-The default store is `sqlite:///<repo root>/mlflow.db`, the root taken from DVC_ROOT
-when DVC runs the stage, so experiments DVC runs in temporary copies land in the same
-store; MLFLOW_TRACKING_URI overrides it (a team's server).
+Where runs are stored is pipeline.store's.
 """
 
 import fcntl
@@ -15,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -23,99 +19,19 @@ from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.errors import InputError, PipelineError
+from pipeline import paths, store
+from pipeline.errors import InputError
 from pipeline.io import read_json
 
 log = logging.getLogger(__name__)
 
-SQLITE_PREFIX = "sqlite:///"
-CONNECT_TIMEOUT_SECONDS = 5
-# MLflow's own defaults (7 retries, 120 s timeout) take about 4 minutes to give up.
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 PACKAGES = ("tensorflow", "keras", "mlflow", "dvc")
-
-
-def project_root() -> Path:
-    """Return the repository root: DVC_ROOT inside a DVC stage, else the working directory."""
-    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
-
-
-def tracking_uri() -> str:
-    """Return MLFLOW_TRACKING_URI if set, else the SQLite store under the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"{SQLITE_PREFIX}{project_root() / paths.TRACKING_DB}")
-
-
-def artifact_location(uri: str) -> str | None:
-    """Return an absolute artifact root beside a SQLite store; a server chooses its own."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    return (Path(uri.removeprefix(SQLITE_PREFIX)).parent / paths.ARTIFACTS_DIR).as_uri()
-
-
-def check_reachable(uri: str) -> None:
-    """Fail fast, naming the URI, if an HTTP tracking server does not accept connections."""
-    address = urlparse(uri)
-    if address.scheme not in {"http", "https"}:
-        return
-    port = address.port or (443 if address.scheme == "https" else 80)
-    try:
-        socket.create_connection((address.hostname, port), CONNECT_TIMEOUT_SECONDS).close()
-    except OSError as err:
-        raise PipelineError(f"MLflow tracking server {uri} is not reachable ({err}); start "
-                            f"it, or unset MLFLOW_TRACKING_URI to use the local store") from err
-
-
-@contextmanager
-def _creation_lock(uri: str) -> Iterator[None]:
-    """Hold a lock beside a local SQLite store while its schema or experiment is created.
-
-    Queued experiments that start together would otherwise race to create them ("table
-    already exists", "database is locked").
-    """
-    if not uri.startswith(SQLITE_PREFIX):
-        yield
-        return
-    database = Path(uri.removeprefix(SQLITE_PREFIX))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with (database.parent / f"{database.name}-lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def connect() -> str:
-    """Point MLflow at the store, failing fast if a server does not answer; return its URI."""
-    uri = tracking_uri()
-    for key, value in HTTP_LIMITS.items():
-        os.environ.setdefault(key, value)
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def experiment_id(name: str) -> str:
-    """Connect to the store; return experiment `name`'s id, creating it if needed."""
-    uri = connect()
-    with _creation_lock(uri):
-        client = MlflowClient()  # opening a new store creates its schema
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            with suppress(MlflowException):  # another process may create it meanwhile
-                client.create_experiment(name, artifact_location=artifact_location(uri))
-            experiment = client.get_experiment_by_name(name)
-    if experiment is None or experiment.lifecycle_stage == "deleted":
-        raise PipelineError(f"MLflow experiment {name!r} is deleted or cannot be created; "
-                            f"restore it with `mlflow experiments restore` or set "
-                            f"tracking.experiment")
-    return experiment.experiment_id
 
 
 def _git(*args: str) -> str | None:
@@ -144,7 +60,7 @@ def run_tags() -> dict[str, str]:
 
 def _store_digest() -> str:
     # The URI may carry credentials: records name the store by a digest only.
-    return hashlib.sha256(tracking_uri().encode()).hexdigest()[:16]
+    return hashlib.sha256(store.tracking_uri().encode()).hexdigest()[:16]
 
 
 @contextmanager
@@ -154,7 +70,7 @@ def _holding(run_id: str) -> Iterator[None]:
     The record is locked while the stage lives: a record nobody locks belongs to a stage
     that was killed without ending its run (SIGKILL, out of memory).
     """
-    folder = project_root() / paths.OPEN_RUNS_DIR
+    folder = store.project_root() / paths.OPEN_RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     record = folder / f"{run_id}.json"
     with (folder / f".{run_id}.{os.getpid()}").open("w") as handle:
@@ -170,7 +86,7 @@ def _holding(run_id: str) -> Iterator[None]:
 
 def close_abandoned_runs() -> None:
     """End KILLED this store's runs that a killed stage of this working copy left RUNNING."""
-    folder = project_root() / paths.OPEN_RUNS_DIR
+    folder = store.project_root() / paths.OPEN_RUNS_DIR
     for record in folder.glob("*.json") if folder.is_dir() else ():
         try:
             with record.open() as handle:
@@ -208,7 +124,7 @@ def _ending(run_id: str) -> Iterator[None]:
 @contextmanager
 def training_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
-    experiment_id_ = experiment_id(experiment)
+    experiment_id_ = store.experiment_id(experiment)
     close_abandoned_runs()
     run = mlflow.start_run(experiment_id=experiment_id_, tags=run_tags(),
                            run_name=os.environ.get("DVC_EXP_NAME"))
@@ -227,7 +143,7 @@ def recorded_run_id() -> str:
 @contextmanager
 def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Resume the run `train` opened, or fail naming the run and the store."""
-    connect()
+    store.connect()
     close_abandoned_runs()
     try:
         MlflowClient().get_run(run_id)

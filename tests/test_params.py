@@ -69,6 +69,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"plot": {"start_points": "0, 24"}}, "must be a list of integers"),
     ({"tracking": {"experiment": " "}}, "tracking.experiment = ' ' is invalid"),
     ({"train": {"optimizer": "sgd"}}, "train.optimizer = 'sgd' is invalid: unknown key"),
+    ({"train": {"learning_rate": "0.001"}},
+     "train.learning_rate = '0.001' is invalid: must be a finite number"),
+    ({"generate": {"noise_std": 11.0}}, "generate.noise_std = 11.0 is invalid: must be in 0..10"),
 ]
 
 
@@ -89,6 +92,11 @@ def test_missing_key_and_section_are_named() -> None:
     del raw["plot"]
     with pytest.raises(ParamsError, match="missing section 'plot'"):
         parse_params(raw)
+
+
+def test_a_section_that_is_not_a_mapping_is_named() -> None:
+    with pytest.raises(ParamsError, match="section 'model' must be a mapping, got 3"):
+        parse_params({**default_params(), "model": 3})
 
 
 def test_unknown_section_is_named() -> None:

@@ -12,12 +12,12 @@ import pytest
 from conftest import ROOT, run, wait_until
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.errors import InputError, PipelineError
 
 
 def client() -> MlflowClient:
-    return MlflowClient(tracking.tracking_uri())
+    return MlflowClient(store.tracking_uri())
 
 
 def test_default_store_is_under_dvc_root_wherever_the_stage_runs(
@@ -25,15 +25,15 @@ def test_default_store_is_under_dvc_root_wherever_the_stage_runs(
     elsewhere = root / ".dvc" / "tmp" / "exps" / "copy"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)  # where `dvc exp run --temp` runs a stage
-    assert tracking.tracking_uri() == f"sqlite:///{root / 'mlflow.db'}"
-    assert tracking.artifact_location(tracking.tracking_uri()) == (root / "mlartifacts").as_uri()
+    assert store.tracking_uri() == f"sqlite:///{root / 'mlflow.db'}"
+    assert store.artifact_location(store.tracking_uri()) == (root / "mlartifacts").as_uri()
 
 
 def test_tracking_uri_env_overrides_and_servers_choose_their_artifacts(
         root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
-    assert tracking.artifact_location(tracking.tracking_uri()) is None
+    assert store.tracking_uri() == "http://127.0.0.1:5000"
+    assert store.artifact_location(store.tracking_uri()) is None
 
 
 def test_a_run_ends_finished_with_real_times_in_an_experiment_with_an_absolute_root(
@@ -105,7 +105,7 @@ def test_a_deleted_experiment_is_an_error_naming_it(root: Path) -> None:
 # A stage that opens a run, says so, and then waits or dies without ending it.
 STAGE = """
 import os, signal, sys, time
-from pipeline import tracking
+from pipeline import store, tracking
 with tracking.training_run("exp") as run:
     print(run.info.run_id, flush=True)
     if sys.argv[1] == "die":

@@ -1,0 +1,103 @@
+"""Where MLflow keeps runs: the store's URI, a fast check that a server answers, the
+experiment.
+
+The default store is `sqlite:///<repo root>/mlflow.db`, the root taken from DVC_ROOT
+when DVC runs the stage, so experiments DVC runs in temporary copies land in the same
+store; MLFLOW_TRACKING_URI overrides it (a team's server). Artifacts of a local store go
+to `<repo root>/mlartifacts`, set as an absolute path when the experiment is created.
+"""
+
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline import paths
+from pipeline.errors import PipelineError
+
+SQLITE_PREFIX = "sqlite:///"
+CONNECT_TIMEOUT_SECONDS = 5
+# MLflow's own defaults (7 retries, 120 s timeout) take about 4 minutes to give up.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def project_root() -> Path:
+    """Return the repository root: DVC_ROOT inside a DVC stage, else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
+def tracking_uri() -> str:
+    """Return MLFLOW_TRACKING_URI if set, else the SQLite store under the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"{SQLITE_PREFIX}{project_root() / paths.TRACKING_DB}")
+
+
+def artifact_location(uri: str) -> str | None:
+    """Return an absolute artifact root beside a SQLite store; a server chooses its own."""
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(uri.removeprefix(SQLITE_PREFIX)).parent / paths.ARTIFACTS_DIR).as_uri()
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, naming the URI, if an HTTP tracking server does not accept connections."""
+    address = urlparse(uri)
+    if address.scheme not in {"http", "https"}:
+        return
+    port = address.port or (443 if address.scheme == "https" else 80)
+    try:
+        socket.create_connection((address.hostname, port), CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as err:
+        raise PipelineError(f"MLflow tracking server {uri} is not reachable ({err}); start "
+                            f"it, or unset MLFLOW_TRACKING_URI to use the local store") from err
+
+
+@contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Hold a lock beside a local SQLite store while its schema or experiment is created.
+
+    Queued experiments that start together would otherwise race to create them ("table
+    already exists", "database is locked").
+    """
+    if not uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    database = Path(uri.removeprefix(SQLITE_PREFIX))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with (database.parent / f"{database.name}-lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def connect() -> str:
+    """Point MLflow at the store, failing fast if a server does not answer; return its URI."""
+    uri = tracking_uri()
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    """Connect to the store; return experiment `name`'s id, creating it if needed."""
+    uri = connect()
+    with _creation_lock(uri):
+        client = MlflowClient()  # opening a new store creates its schema
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            with suppress(MlflowException):  # another process may create it meanwhile
+                client.create_experiment(name, artifact_location=artifact_location(uri))
+            experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        raise PipelineError(f"MLflow experiment {name!r} is deleted or cannot be created; "
+                            f"restore it with `mlflow experiments restore` or set "
+                            f"tracking.experiment")
+    return experiment.experiment_id
