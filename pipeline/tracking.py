@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
@@ -185,7 +186,8 @@ def log_keras_model(model: Any, name: str, example: Any) -> str:
 
     Pip requirements are explicit, so MLflow does not infer them by loading the model.
     """
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    # A direct call, not predict(): two windows need no compiled predict function.
+    signature = infer_signature(example, np.asarray(model(example, training=False)))
     requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
     # This is mlflow.keras.log_model(model, name=..., ...) with one fix: in MLflow 3.17 its
     # save_model writes the input example before it creates the model's folder, and fails
