@@ -91,8 +91,8 @@ def steps_per_execution(windows: int, batch_size: int) -> int:
 def without_graph_rewrites() -> Iterator[None]:
     """Turn TensorFlow's Grappler graph rewrites off for a while, then restore the option.
 
-    On this small network they cost more than they save: 80 seed epochs took 2.3 s with
-    them off against 2.7-2.8 s with them on (docs/speed.md).
+    On this small network they cost more than they save: in a probe (three seeds, one
+    thread), 80 seed epochs took 2.3-2.5 s with them off and 2.7-3.0 s with them on.
     """
     before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
