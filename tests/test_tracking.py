@@ -3,6 +3,7 @@
 import ast
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,10 +116,8 @@ with tracking.training_run("exp") as run:
 """
 
 
-def stage_run(root: Path, how: str) -> tuple[str, "subprocess.Popen[str]"]:  # noqa: F821
+def stage_run(root: Path, how: str) -> tuple[str, subprocess.Popen]:
     """Start a stage process in `root`; return its run id once the run is open."""
-    import subprocess  # noqa: PLC0415
-
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-c", STAGE, how], cwd=root, env=env,
                                stdout=subprocess.PIPE, text=True)
