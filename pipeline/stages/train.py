@@ -74,8 +74,8 @@ def main() -> None:
         model, history = train_model(params, arrays, [MlflowCallback()])
         predictor = build_predictor(model)
         save(model, predictor, history)
-        examples = split(arrays, "validation")[:2]  # two validation windows of each input
-        encoder_in, decoder_in = (array[:2] for array in examples)
+        encoder_in, decoder_in, _ = split(arrays, "validation")
+        encoder_in, decoder_in = encoder_in[:2], decoder_in[:2]  # two windows as examples
         uris = {"model_uri": tracking.log_keras_model(
                     model, "model", {ENCODER_IN: encoder_in, DECODER_IN: decoder_in}),
                 "predictor_uri": tracking.log_keras_model(predictor, "predictor", encoder_in)}
