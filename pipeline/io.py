@@ -5,6 +5,7 @@ killed stage never leaves a half-written output for DVC to record. Reads turn an
 into an `InputError` that names the file.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -102,3 +103,9 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if bad or table.empty:
         raise InputError(f"{path}: column(s) {', '.join(bad) or 'all'} must be non-empty numbers")
     return table
+
+
+def dvc_md5(path: Path) -> str:
+    """Return the hash DVC 3 records for a file in dvc.lock: the MD5 of its bytes."""
+    with require(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "md5").hexdigest()

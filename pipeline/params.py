@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.data import SIGNALS, split_sizes, window_count
 from pipeline.errors import ParamsError
@@ -24,6 +24,19 @@ Signal = Annotated[Literal[tuple(SIGNALS)],  # type: ignore[valid-type]
                    Field(description=f"must be one of {list(SIGNALS)}")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**32, description="must be in 0..2**32-1")]
+Name = Annotated[str, Field(pattern=r"\S", description="must be a non-empty name")]
+
+
+def _inside_project(path: str) -> str:
+    """Accept a relative path that stays inside the project (DVC tracks nothing else)."""
+    parts = Path(path).parts
+    if not parts or Path(path).is_absolute() or ".." in parts:
+        raise ValueError(path)
+    return path
+
+
+ProjectPath = Annotated[str, AfterValidator(_inside_project),
+                        Field(description="must be a relative path inside the project")]
 
 
 def at_least(low: int) -> Any:
@@ -37,9 +50,22 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class CsvParams(Section):
+    """A CSV file of the user's own series, read when `generate.source` is csv."""
+
+    path: ProjectPath
+    x: Name
+    input: Name
+    target: Name
+    test_rows: Annotated[int, at_least(2)]
+
+
 class GenerateParams(Section):
     """The training series and the held-out test series."""
 
+    source: Annotated[Literal["functions", "csv"],
+                      Field(description="must be 'functions' or 'csv'")]
+    csv: CsvParams
     points: Annotated[int, at_least(2)]
     x_start_pi: Number
     x_stop_pi: Number
@@ -100,7 +126,8 @@ class PlotParams(Section):
 class TrackingParams(Section):
     """Where MLflow records the run."""
 
-    experiment: Annotated[str, Field(pattern=r"\S", description="must be a non-empty name")]
+    experiment: Name
+    registered_model: Name
 
 
 class Params(Section):
@@ -115,10 +142,21 @@ class Params(Section):
     tracking: TrackingParams
 
     def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """Return the values of `sections` (default all) under `section.key` names."""
+        """Return the values of `sections` (default all) under dotted names, as
+        `section.key` or `section.group.key`."""
         dumped = self.model_dump()
-        return {f"{name}.{key}": value for name in (sections or dumped)
-                for key, value in dumped[name].items()}
+        return _flatten({name: dumped[name] for name in sections or dumped})
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return nested mappings as one mapping with dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -128,7 +166,16 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def check_relations(params: Params) -> None:
-    """Check the rules that tie values together, once each value is valid on its own."""
+    """Check the rules that tie values together, once each value is valid on its own.
+
+    A CSV's length is known only once `generate` reads it: it checks the same rules then.
+    """
+    if params.generate.source == "functions":
+        check_sampled_lengths(params)
+
+
+def check_sampled_lengths(params: Params) -> None:
+    """Check the sampled series leave windows for every split and every plotted start."""
     gen, steps = params.generate, params.window.steps
     for start, stop in (("x_start_pi", "x_stop_pi"), ("test_x_start_pi", "test_x_stop_pi")):
         _require(getattr(gen, stop) > getattr(gen, start), f"generate.{stop}", getattr(gen, stop),
@@ -149,7 +196,8 @@ def check_relations(params: Params) -> None:
 
 TYPE_MESSAGES = {"int": "must be an integer", "float": "must be a finite number",
                  "finite": "must be a finite number", "string": "must be a string",
-                 "tuple": "must be a list of integers", "list": "must be a list of integers"}
+                 "tuple": "must be a list of integers", "list": "must be a list of integers",
+                 "model": "must be a mapping"}
 
 
 def _section_message(section: str, kind: str, raw: dict[str, Any]) -> str:
@@ -162,19 +210,22 @@ def _section_message(section: str, kind: str, raw: dict[str, Any]) -> str:
 
 
 def _key_message(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """Return the message for one key's value."""
-    section, name = error["loc"][:2]
-    key, kind = f"{section}.{name}", error["type"]
-    fields = Params.model_fields[section].annotation.model_fields
+    """Return the message for one key's value, however deep the key is nested."""
+    *parents, name = [part for part in error["loc"] if isinstance(part, str)]
+    key, kind = ".".join((*parents, name)), error["type"]
+    schema, value = Params, raw
+    for parent in parents:
+        schema, value = schema.model_fields[parent].annotation, value[parent]
+    fields = schema.model_fields
     if kind == "missing":
         return f"missing key {key}"
     if kind == "extra_forbidden":
-        allowed = f"unknown key; {section} takes {', '.join(fields)}"
+        allowed = f"unknown key; {'.'.join(parents)} takes {', '.join(fields)}"
     elif kind.endswith(("_type", "_parsing", "_from_float")) or kind == "finite_number":
         allowed = TYPE_MESSAGES.get(kind.split("_")[0], error["msg"])
     else:  # a constraint: the field's description says what it allows
         allowed = fields[name].description or error["msg"]
-    return f"{key} = {raw[section][name]!r} is invalid: {allowed}"
+    return f"{key} = {value[name]!r} is invalid: {allowed}"
 
 
 def _one_line(error: dict[str, Any], raw: Any) -> str:

@@ -46,14 +46,19 @@ class StageIO:
     reads: tuple[Path, ...]
     params: tuple[str, ...]
     writes: tuple[Path, ...]
+    # Files named by a param (dvc.yaml lists them as `${key}`, templated from params.yaml).
+    reads_named_by: tuple[str, ...] = ()
 
 
 STAGES: dict[str, StageIO] = {
-    "generate": StageIO(reads=(), params=("generate",), writes=(TRAIN_SERIES, TEST_SERIES)),
+    # generate checks a CSV of the user's against the windows, so it reads `window` too.
+    "generate": StageIO(reads=(), params=("generate", "window"),
+                        writes=(TRAIN_SERIES, TEST_SERIES), reads_named_by=("generate.csv.path",)),
     "window": StageIO(reads=(TRAIN_SERIES, TEST_SERIES), params=("window",), writes=(WINDOWS,)),
     # train logs every section that shaped the model, so it must rerun when any changes.
+    # train hashes the series files for the datasets it records.
     "train": StageIO(
-        reads=(WINDOWS,),
+        reads=(TRAIN_SERIES, TEST_SERIES, WINDOWS),
         params=("generate", "window", "model", "train", "tracking"),
         writes=(MODEL, PREDICTOR, HISTORY, RUN),
     ),

@@ -17,13 +17,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import mlflow
-import numpy as np
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
 from pipeline import paths, store
@@ -141,6 +138,16 @@ def recorded_run_id() -> str:
     return run_id
 
 
+def recorded_version() -> tuple[str, str]:
+    """Return the registered model and version of the predictor `train` logged."""
+    record = read_json(paths.RUN)
+    name, version = record.get("registered_model"), record.get("model_version")
+    if not (isinstance(name, str) and isinstance(version, str)):
+        raise InputError(f"{paths.RUN}: has no registered model version; run "
+                         f"`dvc repro -f train`")
+    return name, version
+
+
 @contextmanager
 def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Resume the run `train` opened, or fail naming the run and the store."""
@@ -172,28 +179,3 @@ def log_params(values: Mapping[str, Any]) -> None:
             log.info("param %s was logged as %s; tagging its new value %s", key, logged[key],
                      text)
             mlflow.set_tag(key, text)
-
-
-def _save_model_into_new_folder(path: str, **options: Any) -> None:
-    import mlflow.keras  # noqa: PLC0415 - imports TensorFlow; only train logs models
-
-    Path(path).mkdir(parents=True, exist_ok=True)
-    mlflow.keras.save_model(path=path, **options)
-
-
-def log_keras_model(model: Any, name: str, example: Any) -> str:
-    """Log a Keras model to the active run with a signature and input example; return its URI.
-
-    Pip requirements are explicit, so MLflow does not infer them by loading the model.
-    """
-    # A direct call, not predict(): two windows need no compiled predict function.
-    signature = infer_signature(example, np.asarray(model(example, training=False)))
-    requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
-    # This is mlflow.keras.log_model(model, name=..., ...) with one fix: in MLflow 3.17 its
-    # save_model writes the input example before it creates the model's folder, and fails
-    # (mlflow issue 16183). The same Model.log call, with a save_model that creates it.
-    keras_flavor = SimpleNamespace(__name__="mlflow.keras",
-                                   save_model=_save_model_into_new_folder)
-    info = Model.log(artifact_path=None, name=name, flavor=keras_flavor, model=model,
-                     signature=signature, input_example=example, pip_requirements=requirements)
-    return info.model_uri

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Longer than any command of a test takes (a tiny `dvc repro` takes seconds).
 COMMAND_TIMEOUT_SECONDS = 300
 # What a user's clone holds that the pipeline needs; outputs and stores are left behind.
-PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore")
+PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore",
+                 "data/examples")
 
 # Small enough that a full `dvc repro` takes seconds beyond the TensorFlow imports.
 TINY = {

@@ -57,7 +57,8 @@ def test_stage_data_params_and_outputs_match_paths(name: str) -> None:
     stage, io = DVC_YAML["stages"][name], STAGES[name]
     assert stage["cmd"] == f"python -m pipeline.stages.{name}"
     data_deps = {dep for dep in entries(stage, "deps") if not dep.startswith("pipeline/")}
-    assert data_deps == {str(path) for path in io.reads}
+    named = {f"${{{key}}}" for key in io.reads_named_by}
+    assert data_deps == {str(path) for path in io.reads} | named
     assert stage["params"] == list(io.params)
     outputs = entries(stage, "outs") | entries(stage, "metrics") | entries(stage, "plots")
     assert outputs == {str(path) for path in io.writes}

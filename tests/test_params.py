@@ -30,7 +30,10 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     assert flat["train.epochs"] == 80
     assert flat["tracking.experiment"] == params.tracking.experiment
     assert set(params.flat(("model",))) == {"model.cell", "model.units"}
-    assert len(flat) == sum(len(section) for section in default_params().values())
+    assert flat["generate.csv.test_rows"] == params.generate.csv.test_rows  # nested: dotted
+    leaves = [value for section in default_params().values() for value in section.values()]
+    count = sum(len(value) if isinstance(value, dict) else 1 for value in leaves)
+    assert len(flat) == count
 
 
 def test_integers_are_accepted_where_floats_are_expected() -> None:
@@ -72,6 +75,22 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"train": {"learning_rate": "0.001"}},
      "train.learning_rate = '0.001' is invalid: must be a finite number"),
     ({"generate": {"noise_std": 11.0}}, "generate.noise_std = 11.0 is invalid: must be in 0..10"),
+    ({"generate": {"source": "excel"}}, "generate.source = 'excel' is invalid: must be 'func"),
+    ({"generate": {"csv": "my.csv"}}, "generate.csv = 'my.csv' is invalid: must be a mapping"),
+    ({"generate": {"csv": {"path": "../elsewhere.csv", "x": "t", "input": "u", "target": "y",
+                           "test_rows": 60}}},
+     "generate.csv.path = '../elsewhere.csv' is invalid: must be a relative path inside"),
+    ({"generate": {"csv": {"path": "/tmp/a.csv", "x": "t", "input": "u", "target": "y",
+                           "test_rows": 1}}},
+     "generate.csv.path = '/tmp/a.csv' is invalid: must be a relative path inside the project"),
+    ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "target": "y",
+                           "test_rows": 1}}}, "generate.csv.test_rows = 1 is invalid: must be ≥ 2"),
+    ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "target": "y",
+                           "test_rows": 9, "sep": ";"}}},
+     "generate.csv.sep = ';' is invalid: unknown key; generate.csv takes path, x, input"),
+    ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "test_rows": 9}}},
+     "missing key generate.csv.target"),
+    ({"tracking": {"registered_model": ""}}, "tracking.registered_model = '' is invalid"),
 ]
 
 
@@ -116,3 +135,13 @@ def test_yaml_tags_that_would_build_python_objects_are_refused(tmp_path: Path) -
     path.write_text("train: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+def test_a_csv_source_leaves_length_checks_to_generate() -> None:
+    # The sampled series' lengths do not apply: generate checks the CSV's rows instead.
+    raw = with_overrides(default_params(), {"generate": {"source": "csv"},
+                                            "window": {"steps": 100}})
+    assert parse_params(raw).window.steps == 100
+    raw["generate"]["source"] = "functions"
+    with pytest.raises(ParamsError, match=r"window\.steps = 100 is invalid"):
+        parse_params(raw)

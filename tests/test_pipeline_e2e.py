@@ -12,13 +12,14 @@ import mlflow.keras
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import run, stage_pids, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
 from pipeline.data import ARRAY_NAMES, split_windows
 from pipeline.io import read_arrays
 from pipeline.params import parse_params
-from pipeline.paths import METRICS, PREDICTIONS, RUN, STAGES, WINDOWS
+from pipeline.paths import METRICS, PREDICTIONS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES, WINDOWS
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,53 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
     assert figures == {"plots/series.png", "plots/loss.png", "plots/predictions.png"}
 
 
+def locked_md5(repo: Path, path: Path) -> str:
+    """Return the hash dvc.lock records for `path` (an output of some stage)."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    (md5,) = {out["md5"] for stage in lock["stages"].values()
+              for out in stage.get("outs", []) if out["path"] == str(path)}
+    return md5
+
+
+def datasets(tracked: Any) -> dict[str, tuple[str, str, str]]:
+    """Return the run's dataset inputs as context -> (name, digest, source path)."""
+    found = {}
+    for item in tracked.inputs.dataset_inputs:
+        (context,) = [tag.value for tag in item.tags if tag.key == "mlflow.data.context"]
+        found[context] = (item.dataset.name, item.dataset.digest,
+                          json.loads(item.dataset.source)["uri"])
+    return found
+
+
+def check_datasets(repo: Path, tracked: Any) -> dict[str, tuple[str, str, str]]:
+    """Check the run's datasets are its splits, named by the series' DVC paths and hashes."""
+    train, test = (locked_md5(repo, path) for path in (TRAIN_SERIES, TEST_SERIES))
+    found = datasets(tracked)
+    assert found == {"training": ("train", train, str(TRAIN_SERIES)),
+                     "validation": ("validation", train, str(TRAIN_SERIES)),
+                     "test": ("test", test, str(TEST_SERIES))}
+    return found
+
+
+def check_version(repo: Path, tracked: Any, name: str, number: int) -> None:
+    """Check the run's predictor is version `number` of `name`, tagged with its metrics."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    record = json.loads((repo / RUN).read_text())
+    assert (record["registered_model"], record["model_version"]) == (name, str(number))
+    version = client.get_model_version(name, str(number))
+    assert version.run_id == tracked.info.run_id
+    assert version.source == record["predictor_uri"]
+    assert float(version.tags["test.free_run_mse"]) == pytest.approx(
+        tracked.data.metrics["test.free_run_mse"])
+    assert set(version.tags) >= {f"{split}.free_run_mse" for split in SPLITS}
+
+
+def versions(repo: Path, name: str) -> list[str]:
+    """Return the numbers of the registered model's versions."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    return sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+
+
 def check_model(repo: Path, tmp_path: Path) -> None:
     """Load the logged model through MLflow and predict with it; serve both examples."""
     record = json.loads((repo / RUN).read_text())
@@ -110,11 +158,14 @@ def imports_after_running(repo: Path, stage: str) -> set[str]:
 def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
         repo: Path, tiny_params: dict[str, Any], tmp_path: Path) -> None:
     experiment = tiny_params["tracking"]["experiment"]
+    registered = tiny_params["tracking"]["registered_model"]
     assert repro(repo) == list(STAGES)
     assert not any(stage_pids(stage, repo) for stage in STAGES)  # no process stays behind
     metrics = check_outputs(repo)
     (first,) = runs(repo, experiment)
     check_run(repo, first, tiny_params, metrics)
+    check_version(repo, first, registered, 1)
+    first_data = check_datasets(repo, first)
     check_model(repo, tmp_path)
     check_predictor_serves_without_the_project(repo, tmp_path)
     for stage in ("generate", "window"):
@@ -122,7 +173,9 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     assert not {"tensorflow", "keras"} & imports_after_running(repo, "plot")
     assert "up to date" in run([*DVC, "status"], repo).stdout
     changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
-    assert {line[3:] for line in changed} <= {"dvc.lock", "data/"}, changed
+    # New to git: dvc.lock and the output folders, each holding only DVC's .gitignore.
+    assert {line[3:] for line in changed} <= {"dvc.lock", *(
+        f"{path.parent}/" for io in STAGES.values() for path in io.writes)}, changed
     assert "test.free_run_mse" in run([*DVC, "metrics", "show"], repo).stdout
     run([*DVC, "plots", "show", "-o", str(repo.parent / "dvc_plots")], repo)
     assert (repo.parent / "dvc_plots" / "index.html").is_file()
@@ -135,6 +188,7 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     assert same.info.run_id == first.info.run_id
     assert same.info.status == "FINISHED" and same.info.end_time > first.info.end_time
     assert same.data.tags["plot.dpi"] == "50"  # params are immutable; the new value is tagged
+    assert versions(repo, registered) == ["1"]  # no training, no new version
 
     # A model edit retrains: a second run, side by side, carrying the new value.
     units_edit = with_overrides(plot_edit, {"model": {"units": 6}})
@@ -144,6 +198,35 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     assert old.info.run_id == first.info.run_id
     assert new.data.params["model.units"] == "6"
     check_run(repo, new, units_edit, check_outputs(repo))
+    check_version(repo, new, registered, 2)
+    assert check_datasets(repo, new) == first_data  # same data, same digests
+    check_champion_is_the_lowest_test_mse(repo, registered, [old, new])
+
+    # New data: a generate edit retrains on series with new hashes.
+    data_edit = with_overrides(units_edit, {"generate": {"points": 44}})
+    write_params(repo, data_edit)
+    assert repro(repo)[:2] == ["generate", "window"]
+    newest = runs(repo, experiment)[-1]
+    digests = {context: digest for context, (_, digest, _) in check_datasets(repo, newest).items()}
+    assert digests["training"] != first_data["training"][1]
+    assert digests["test"] == first_data["test"][1]  # the test series did not change
+    assert versions(repo, registered) == ["1", "2", "3"]
+
+
+def check_champion_is_the_lowest_test_mse(repo: Path, name: str, tracked: list[Any]) -> None:
+    """Run the champion command: by default it picks the lowest test MSE; else the named."""
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    best = min(tracked, key=lambda one: one.data.metrics["test.free_run_mse"])
+    run([sys.executable, "-m", "pipeline.champion"], repo)
+    assert client.get_model_version_by_alias(name, "champion").run_id == best.info.run_id
+    run([sys.executable, "-m", "pipeline.champion", "--version", "1"], repo)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    missing = run([sys.executable, "-m", "pipeline.champion", "--version", "7"], repo,
+                  check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].endswith(
+        f"error: registered model {name!r} has no version '7'")
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"  # unmoved
 
 
 PYFUNC = """

@@ -4,7 +4,8 @@ Free-running is how the model is used: each output is fed back as the next decod
 input, so errors compound. It runs the saved predictor, the artifact logged and served,
 on all windows of all splits in one batched call; the metrics cover every split, the
 held-out test series included, and the per-window predictions feed `plot` and
-`dvc plots`.
+`dvc plots`. The metrics go to the run and, as tags, to the predictor's registered model
+version.
 """
 
 import logging
@@ -14,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import paths, tracking
+from pipeline import paths, registry, tracking
 from pipeline.cli import run_stage
 from pipeline.data import ARRAY_NAMES, SPLITS, split_windows
 from pipeline.io import read_arrays, write_json, write_table
@@ -69,6 +70,7 @@ def main() -> None:
     """Evaluate the saved models; write metrics.json and predictions.csv."""
     params = load_params()
     run_id = tracking.recorded_run_id()
+    name, version = tracking.recorded_version()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     splits = {split: split_windows(arrays, split) for split in SPLITS}
     model, predictor = load_model(paths.MODEL), load_model(paths.PREDICTOR)
@@ -77,8 +79,10 @@ def main() -> None:
         metrics, predictions = evaluate(model, predictor, splits, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions, paths.PREDICTIONS)
-        mlflow.log_metrics({f"{split}.{name}": value for split, values in metrics.items()
-                              for name, value in values.items()})
+        flat = {f"{split}.{key}": value for split, values in metrics.items()
+                for key, value in values.items()}
+        mlflow.log_metrics(flat)
+        registry.tag_version(name, version, flat)
     for split in SPLITS:
         log.info("%s: free-running MSE %.3g, teacher-forced MSE %.3g", split,
                  metrics[split]["free_run_mse"], metrics[split]["teacher_forced_mse"])

@@ -1,20 +1,24 @@
-"""Stage `generate`: sample the input and target signals into two tables.
+"""Stage `generate`: the training and held-out test series, as two tables.
 
-The training series is the seed's `x = linspace(-3π, 3π, 100)`, input sin(x), target
-cos(x); the test series uses the same functions over an x range the model never sees.
-NumPy and pandas only: this stage must not import TensorFlow or MLflow.
+By default it samples functions: the seed's `x = linspace(-3π, 3π, 100)`, input sin(x),
+target cos(x), and a test series over an x range the model never sees. With
+`generate.source: csv` it reads the user's own series from a CSV instead, its last
+`test_rows` rows held out for test, and checks it fits the windows before writing
+anything. NumPy and pandas only: this stage must not import TensorFlow or MLflow.
 """
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.data import sample_series
-from pipeline.io import write_table
-from pipeline.params import GenerateParams, load_params
+from pipeline.data import SERIES_COLUMNS, sample_series, split_sizes, window_count
+from pipeline.errors import InputError
+from pipeline.io import read_table, write_table
+from pipeline.params import CsvParams, GenerateParams, WindowParams, load_params
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +44,49 @@ def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFr
                         params.test_x_stop_pi, test_noise))
 
 
+def read_own_series(csv: CsvParams) -> pd.DataFrame:
+    """Return the CSV's x, input and target columns, checked finite and sorted by x."""
+    path = Path(csv.path)
+    names = dict(zip(SERIES_COLUMNS, (csv.x, csv.input, csv.target), strict=True))
+    table = read_table(path, list(dict.fromkeys(names.values())))
+    for column in dict.fromkeys(names.values()):
+        bad = np.flatnonzero(~np.isfinite(table[column].to_numpy(dtype=np.float64)))
+        if bad.size:
+            raise InputError(f"{path}: column {column!r} has an empty, NaN or infinite value "
+                             f"in data row {bad[0] + 1}")
+    unsorted = np.flatnonzero(np.diff(table[csv.x].to_numpy(dtype=np.float64)) <= 0)
+    if unsorted.size:
+        raise InputError(f"{path}: column {csv.x!r} (x) must increase from row to row; data "
+                         f"row {unsorted[0] + 2} does not")
+    return pd.DataFrame({name: table[column] for name, column in names.items()})
+
+
+def split_own_series(series: pd.DataFrame, csv: CsvParams,
+                     window: WindowParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (training, test) rows, or fail if either is too short for its windows."""
+    rows, steps, path = len(series), window.steps, csv.path
+    train_rows = rows - csv.test_rows
+    fit, validation = split_sizes(max(window_count(train_rows, steps), 0),
+                                  window.validation_fraction)
+    if fit < 1 or validation < 1:
+        raise InputError(f"{path}: {rows} rows leave {max(train_rows, 0)} for training after "
+                         f"generate.csv.test_rows = {csv.test_rows}: too few rows for one "
+                         f"{steps}-step window on each side of the validation split")
+    if window_count(csv.test_rows, steps) < 1:
+        raise InputError(f"{path}: its last {csv.test_rows} rows (generate.csv.test_rows) are "
+                         f"too few rows for one {steps}-step test window")
+    return (series.iloc[:train_rows].reset_index(drop=True),
+            series.iloc[train_rows:].reset_index(drop=True))
+
+
 def main() -> None:
     """Write data/series/train.csv and test.csv."""
     params = load_params()
-    train, test = make_train_and_test(params.generate)
+    if params.generate.source == "csv":
+        train, test = split_own_series(read_own_series(params.generate.csv),
+                                       params.generate.csv, params.window)
+    else:
+        train, test = make_train_and_test(params.generate)
     write_table(train, paths.TRAIN_SERIES)
     write_table(test, paths.TEST_SERIES)
     log.info("wrote %d training and %d test points", len(train), len(test))

@@ -2,10 +2,11 @@
 
 Writes the training model, the predictor (the same weights, decoding free-running), the
 per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
-add to. The run holds the params, provenance tags, `loss` and `val_loss` per epoch
-(logged live by MLflow's Keras callback), and both models, logged with signatures and
-input examples: `model` takes [encoder_in, decoder_in] (teacher forcing), `predictor`
-maps input windows (batch, steps, 1) to their free-running predictions (batch, steps, 1).
+add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
+`loss` and `val_loss` per epoch (logged live by MLflow's Keras callback), and both
+models, logged with signatures and input examples: `model` takes [encoder_in, decoder_in]
+(teacher forcing), `predictor` maps input windows (batch, steps, 1) to their
+free-running predictions (batch, steps, 1) and is registered as a new model version.
 """
 
 import logging
@@ -15,9 +16,9 @@ import numpy as np
 import pandas as pd
 from mlflow.keras import MlflowCallback
 
-from pipeline import paths, tracking
+from pipeline import logged, paths, tracking
 from pipeline.cli import run_stage
-from pipeline.data import ARRAY_NAMES, split_windows
+from pipeline.data import ARRAY_NAMES, SPLITS, split_windows
 from pipeline.io import atomic_path, read_arrays, write_json, write_table
 from pipeline.model import (
     DECODER_IN,
@@ -31,6 +32,10 @@ from pipeline.model import (
 from pipeline.params import Params, load_params
 
 log = logging.getLogger(__name__)
+
+# The series file each split's windows are cut from: the source of its MLflow dataset.
+SERIES_OF = {"train": paths.TRAIN_SERIES, "validation": paths.TRAIN_SERIES,
+             "test": paths.TEST_SERIES}
 
 
 def split(arrays: dict[str, np.ndarray], name: str) -> Split:
@@ -68,19 +73,25 @@ def main() -> None:
     """Train, save the models and history, and record everything in a new MLflow run."""
     params = load_params()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
-    keras.config.disable_interactive_logging()  # no progress bars in DVC's log
+    keras.config.disable_interactive_logging()  # no progress bars in DVC's log...
+    logging.getLogger("absl").setLevel(logging.WARNING)  # ...nor from MLflow's predict()
     with tracking.training_run(params.tracking.experiment) as run:
         tracking.log_params(params.flat(paths.STAGES["train"].params))
+        for name in SPLITS:
+            logged.log_dataset(name, split_windows(arrays, name), SERIES_OF[name])
         model, history = train_model(params, arrays, [MlflowCallback()])
         predictor = build_predictor(model)
         save(model, predictor, history)
         encoder_in, decoder_in, _ = split(arrays, "validation")
         encoder_in, decoder_in = encoder_in[:2], decoder_in[:2]  # two windows as examples
-        uris = {"model_uri": tracking.log_keras_model(
-                    model, "model", {ENCODER_IN: encoder_in, DECODER_IN: decoder_in}),
-                "predictor_uri": tracking.log_keras_model(predictor, "predictor", encoder_in)}
-        write_json({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, **uris},
-                   paths.RUN)
+        trained = logged.log_keras_model(model, "model",
+                                         {ENCODER_IN: encoder_in, DECODER_IN: decoder_in})
+        served = logged.log_keras_model(predictor, "predictor", encoder_in,
+                                        params.tracking.registered_model)
+        write_json({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                    "model_uri": trained.model_uri, "predictor_uri": served.model_uri,
+                    "registered_model": params.tracking.registered_model,
+                    "model_version": str(served.registered_model_version)}, paths.RUN)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
              last["val_loss"])

@@ -1,0 +1,54 @@
+"""Command: move the `champion` alias to the best model version, or to one you name.
+
+    python -m pipeline.champion              # lowest test.free_run_mse in the experiment
+    python -m pipeline.champion --version 3  # this version
+
+Then `mlflow.pyfunc.load_model("models:/<tracking.registered_model>@champion")` and
+`mlflow models serve -m models:/<tracking.registered_model>@champion` use it. The store is
+the pipeline's (MLFLOW_TRACKING_URI, else mlflow.db under the project root).
+"""
+
+import argparse
+import logging
+
+from mlflow.tracking import MlflowClient
+
+from pipeline import registry, store
+from pipeline.cli import run_stage
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+
+log = logging.getLogger(__name__)
+
+
+def parse_arguments() -> argparse.Namespace:
+    """Return the command line's options."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.champion",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--version", help="crown this version instead of the best one")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Crown the chosen version and say which it is."""
+    arguments = parse_arguments()
+    params = load_params()
+    name, experiment = params.tracking.registered_model, params.tracking.experiment
+    store.connect()
+    if arguments.version:
+        chosen = registry.named_version(name, arguments.version)
+        why = "as named"
+    else:
+        found = MlflowClient().get_experiment_by_name(experiment)
+        if found is None:
+            raise PipelineError(f"MLflow experiment {experiment!r} is not in the store "
+                                f"{store.tracking_uri()}; run `dvc repro` first")
+        chosen, mse = registry.best_version(name, found.experiment_id)
+        why = f"{registry.RANKING_METRIC} {mse:.3g}, the lowest in {experiment!r}"
+    registry.crown(name, chosen.version)
+    log.info("models:/%s@%s is version %s (run %s, %s)", name, registry.CHAMPION,
+             chosen.version, chosen.run_id, why)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,64 @@
+"""The Model Registry: each trained predictor is a version of one registered model.
+
+`train` registers the version (see pipeline.logged), `evaluate` tags it with its
+metrics, and `python -m pipeline.champion` moves the `champion` alias, the name users
+load and serve: `models:/<registered model>@champion`.
+"""
+
+import logging
+from collections.abc import Mapping
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+RANKING_METRIC = "test.free_run_mse"  # lower is better
+
+
+def tag_version(name: str, version: str, metrics: Mapping[str, float]) -> None:
+    """Tag a model version with its evaluation metrics."""
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def _versions_by_run(client: MlflowClient, name: str) -> dict[str, ModelVersion]:
+    """Return the registered model's versions by the id of the run that logged each."""
+    if "'" in name:
+        raise PipelineError(f"registered model name {name!r} must not contain a quote")
+    return {version.run_id: version
+            for version in client.search_model_versions(f"name = '{name}'")}
+
+
+def best_version(name: str, experiment_id: str) -> tuple[ModelVersion, float]:
+    """Return the version of `name` whose run in the experiment has the lowest
+    test.free_run_mse, and that value."""
+    client = MlflowClient()
+    versions = _versions_by_run(client, name)
+    ranked = client.search_runs([experiment_id], f"metrics.`{RANKING_METRIC}` >= 0",
+                                max_results=50000,
+                                order_by=[f"metrics.`{RANKING_METRIC}` ASC",
+                                          "attributes.start_time DESC"])
+    for run in ranked:
+        if run.info.run_id in versions:
+            return versions[run.info.run_id], run.data.metrics[RANKING_METRIC]
+    raise PipelineError(f"no version of registered model {name!r} has a {RANKING_METRIC} in "
+                        f"this experiment; run `dvc repro` first")
+
+
+def named_version(name: str, version: str) -> ModelVersion:
+    """Return version `version` of `name`, or fail naming it."""
+    try:
+        return MlflowClient().get_model_version(name, version)
+    except MlflowException as err:
+        raise PipelineError(f"registered model {name!r} has no version {version!r}") from err
+
+
+def crown(name: str, version: str) -> None:
+    """Point the `champion` alias of `name` at `version`."""
+    MlflowClient().set_registered_model_alias(name, CHAMPION, version)
