@@ -93,15 +93,18 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     try:
         table = pd.read_csv(require(path))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise InputError(f"{path}: not a readable CSV table ({err})") from err
+        reason = " ".join(str(err).split())  # pandas' messages may span lines
+        raise InputError(f"{path}: not a readable CSV table ({reason})") from err
     absent = [column for column in columns if column not in table.columns]
     if absent:
         raise InputError(f"{path}: missing column(s) {', '.join(absent)}; "
                          f"found {', '.join(map(str, table.columns))}")
+    if table.empty:
+        raise InputError(f"{path}: has no data rows")
     numeric = table[list(columns)].select_dtypes("number").columns
     bad = [column for column in columns if column not in numeric]
-    if bad or table.empty:
-        raise InputError(f"{path}: column(s) {', '.join(bad) or 'all'} must be non-empty numbers")
+    if bad:
+        raise InputError(f"{path}: column(s) {', '.join(bad)} must be non-empty numbers")
     return table
 
 

@@ -144,32 +144,55 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, *options: str) -> Iterator[str]:
-    """Run `mlflow server` on 127.0.0.1 at a free port until the block ends; yield its URI."""
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", backend_uri, "--workers", "1", *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(uri):
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"mlflow server at {uri} did not start")
-            time.sleep(0.5)
-        yield uri
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def listening(command: list[str], url: str, what: str, *, cwd: Path | None = None,
+              env: dict[str, str] | None = None, timeout: float = 90) -> Iterator[None]:
+    """Run a server `command` until the block ends, once `url` answers 200.
+
+    It fails the test if the server exits or does not answer within `timeout` s, and
+    stops the server's whole process group whatever happens.
+    """
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not _answers(url):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"{what} did not answer at {url}:\n{log.read()[-3000:]}")
+                time.sleep(0.5)
+            yield
+        finally:
+            _stop_group(process)
 
 
-def _healthy(uri: str) -> bool:
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM a process group, SIGKILL it if it outlives 30 s; reap the leader."""
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, stop)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+            return
+
+
+def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+        with urllib.request.urlopen(url, timeout=2) as answer:
             return answer.status == 200
     except OSError:
         return False
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, *options: str) -> Iterator[str]:
+    """Run `mlflow server` on 127.0.0.1 at a free port until the block ends; yield its URI."""
+    uri = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", uri.rsplit(":", 1)[1], "--backend-store-uri", backend_uri,
+               "--workers", "1", *options]
+    with listening(command, f"{uri}/health", "mlflow server"):
+        yield uri
 
 
 def stage_pids(stage: str, cwd: Path) -> list[int]:

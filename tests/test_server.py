@@ -54,3 +54,28 @@ def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
     model = mlflow.keras.load_model(record["model_uri"])
     assert len(model.inputs) == 2
     assert run(["git", "status", "--porcelain", "mlflow.db"], repo).stdout == ""
+    assert {item.dataset.name for item in tracked.inputs.dataset_inputs} == {
+        "train", "validation", "test"}
+
+    # The registry lives on the server too: crown the version, load it by alias elsewhere.
+    name = tiny_params["tracking"]["registered_model"]
+    on_server = {**os.environ, "MLFLOW_TRACKING_URI": server}
+    run([sys.executable, "-m", "pipeline.champion"], repo, env=on_server)
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert (str(champion.version), champion.run_id) == ("1", tracked.info.run_id)
+    assert float(champion.tags["test.free_run_mse"]) == tracked.data.metrics["test.free_run_mse"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    loaded = run([sys.executable, "-I", "-c", LOAD_CHAMPION, f"models:/{name}@champion",
+                  str(steps)], elsewhere, env=on_server)
+    assert loaded.stdout.splitlines()[-2:] == [f"(2, {steps}, 1)", "no-project-code"]
+
+
+LOAD_CHAMPION = """
+import sys
+import mlflow
+import numpy as np
+predictor = mlflow.pyfunc.load_model(sys.argv[1])
+print(predictor.predict(np.zeros((2, int(sys.argv[2]), 1), np.float32)).shape)
+print("no-project-code" if "pipeline" not in sys.modules else "project code loaded")
+"""

@@ -47,6 +47,9 @@ def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFr
 def read_own_series(csv: CsvParams) -> pd.DataFrame:
     """Return the CSV's x, input and target columns, checked finite and sorted by x."""
     path = Path(csv.path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (generate.csv.path); put your series there "
+                         f"and track it with `dvc add {path}`")
     names = dict(zip(SERIES_COLUMNS, (csv.x, csv.input, csv.target), strict=True))
     table = read_table(path, list(dict.fromkeys(names.values())))
     for column in dict.fromkeys(names.values()):

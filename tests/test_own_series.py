@@ -1,0 +1,132 @@
+"""`generate.source: csv`: the user's own series, checked, and the whole pipeline on it."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run, with_overrides, write_params
+
+from pipeline.errors import InputError
+from pipeline.paths import TEST_SERIES, TRAIN_SERIES
+from pipeline.stages import generate
+
+OWN = Path("data", "own", "series.csv")
+
+
+def own_params(tiny_params: dict[str, Any], test_rows: int = 20) -> dict[str, Any]:
+    """Return tiny params reading OWN: columns time, u, y; the last `test_rows` held out."""
+    return with_overrides(tiny_params, {"generate": {"source": "csv", "csv": {
+        "path": str(OWN), "x": "time", "input": "u", "target": "y", "test_rows": test_rows}}})
+
+
+def own_series(rows: int = 60) -> pd.DataFrame:
+    """Return a damped oscillation: u drives, y answers a quarter period later."""
+    time = np.arange(rows) * 0.25
+    decay = np.exp(-0.02 * time)
+    return pd.DataFrame({"time": time, "u": decay * np.sin(time), "y": decay * np.cos(time)})
+
+
+def write_csv(folder: Path, text: str) -> None:
+    """Write `text` as the user's CSV under `folder`."""
+    (folder / OWN).parent.mkdir(parents=True, exist_ok=True)
+    (folder / OWN).write_text(text, encoding="utf-8")
+
+
+def test_a_csv_becomes_training_and_test_series(tmp_path: Path, tiny_params: dict[str, Any],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, own_params(tiny_params))
+    series = own_series().assign(unused="a")  # extra columns are ignored
+    write_csv(tmp_path, series.to_csv(index=False))
+    generate.main()
+    train, test = pd.read_csv(TRAIN_SERIES), pd.read_csv(TEST_SERIES)
+    assert list(train.columns) == ["x", "input", "target"]
+    expected = series[["time", "u", "y"]].to_numpy()
+    np.testing.assert_array_equal(train.to_numpy(), expected[:40])
+    np.testing.assert_array_equal(test.to_numpy(), expected[40:])
+
+
+GOOD = own_series().to_csv(index=False)
+BAD = [
+    ("time,u\n0,1\n", "missing column(s) y; found time, u"),
+    (GOOD.replace("\n0.25,", "\n0.25x,", 1), "column(s) time must be non-empty numbers"),
+    (own_series().assign(u=lambda table: table["u"].where(table.index != 2)).to_csv(index=False),
+     "column 'u' has an empty, NaN or infinite value in data row 3"),
+    ("time,u,y\n0,1,2\n1,2\n" + "2,3,4\n" * 3, "column 'y' has an empty, NaN or infinite"),
+    (GOOD.replace("\n0.75,", "\n0.1,", 1), "column 'time' (x) must increase from row to row; "
+                                          "data row 4 does not"),
+    (own_series(25).to_csv(index=False), "25 rows leave 5 for training after "
+                                         "generate.csv.test_rows = 20: too few rows for one "
+                                         "8-step window"),
+    ("time,u,y\n", "has no data rows"),
+    ("time,u,y\n0,1,2\n1,2,3,4\n", "not a readable CSV table (Error tokenizing data"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_a_bad_csv_is_named_with_its_problem(tmp_path: Path, tiny_params: dict[str, Any],
+                                             monkeypatch: pytest.MonkeyPatch, text: str,
+                                             message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, own_params(tiny_params))
+    write_csv(tmp_path, text)
+    with pytest.raises(InputError) as caught:
+        generate.main()
+    assert str(caught.value).startswith(f"{OWN}: ")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_too_few_test_rows_and_a_missing_file_are_named(
+        tmp_path: Path, tiny_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, own_params(tiny_params, test_rows=8))
+    with pytest.raises(InputError, match=r"no such file \(generate\.csv\.path\)"):
+        generate.main()
+    write_csv(tmp_path, GOOD)
+    with pytest.raises(InputError, match=r"last 8 rows .* too few rows for one 8-step test"):
+        generate.main()
+
+
+def test_a_bad_csv_stops_the_stage_with_one_line_and_loses_nothing(
+        tmp_path: Path, tiny_params: dict[str, Any]) -> None:
+    write_params(tmp_path, own_params(tiny_params))
+    write_csv(tmp_path, GOOD)
+    command = [sys.executable, "-m", "pipeline.stages.generate"]
+    run(command, tmp_path)
+    before = {path: (tmp_path / path).read_bytes() for path in (TRAIN_SERIES, TEST_SERIES)}
+    write_csv(tmp_path, GOOD.replace("\n0.75,", "\n0.1,", 1))
+    done = run(command, tmp_path, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "error" in line]
+    assert line.endswith(f"error: {OWN}: column 'time' (x) must increase from row to row; "
+                         f"data row 4 does not")
+    assert {path: (tmp_path / path).read_bytes() for path in before} == before
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_on_a_csv_tracked_with_dvc_add(repo: Path,
+                                                        tiny_params: dict[str, Any]) -> None:
+    dvc = [sys.executable, "-m", "dvc"]
+    write_csv(repo, GOOD)
+    run([*dvc, "add", str(OWN)], repo)
+    write_params(repo, own_params(tiny_params))
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "own series"], repo)
+    output = run([*dvc, "repro"], repo).stdout
+    assert all(f"Running stage '{stage}'" in output
+               for stage in ("generate", "window", "train", "evaluate", "plot"))
+    assert len(pd.read_csv(repo / TEST_SERIES)) == 20
+    metrics = pd.read_json(repo / "data" / "metrics" / "metrics.json")
+    assert np.isfinite(metrics.loc["free_run_mse"]).all()
+
+    # An edit of the file, recorded with `dvc add`, reruns the pipeline from generate.
+    write_csv(repo, own_series().assign(y=lambda table: table["y"] * 0.5).to_csv(index=False))
+    run([*dvc, "add", str(OWN)], repo)
+    assert "generate" in run([*dvc, "status"], repo).stdout
+    output = run([*dvc, "repro"], repo).stdout
+    assert "Running stage 'generate'" in output and "Running stage 'train'" in output
+    assert pd.read_csv(repo / TRAIN_SERIES)["target"].max() == pytest.approx(0.5)
