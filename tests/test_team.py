@@ -1,0 +1,109 @@
+"""Working as a team: a DVC remote, a shared `mlflow server`, experiments from other clones.
+
+Every command is the real tool's: git, `dvc push`/`pull`, `dvc exp push`/`pull`/`show`/
+`apply`, and a real `mlflow server` on 127.0.0.1. Two clones stand in for two machines.
+"""
+
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import mlflow_server, run
+from mlflow.tracking import MlflowClient
+
+from pipeline.paths import METRICS, MODEL, PREDICTOR, STAGES
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+OUTPUTS = [path for io_ in STAGES.values() for path in io_.writes]
+
+
+def ran(output: str) -> list[str]:
+    """Return the stages a `dvc repro` or `dvc exp run` output says it ran."""
+    return [line.split("'")[1] for line in output.splitlines()
+            if line.startswith("Running stage '")]
+
+
+def clone(origin: Path, into: Path) -> Path:
+    """Clone `origin` as a user would, with a git identity for experiment commits."""
+    run(["git", "clone", "-q", str(origin), str(into)], origin.parent)
+    run(["git", "config", "user.email", "member@example.com"], into)
+    run(["git", "config", "user.name", "member"], into)
+    return into
+
+
+def share(repo: Path, remote: Path) -> None:
+    """Give the repo a default DVC remote in a local folder, committed for every clone."""
+    run([*DVC, "remote", "add", "-d", "storage", str(remote)], repo)
+    run(["git", "commit", "-qam", "DVC remote"], repo)
+
+
+def test_a_clone_pulls_the_results_and_reproduces_nothing(repo: Path, tmp_path: Path) -> None:
+    share(repo, tmp_path / "dvc-remote")
+    assert ran(run([*DVC, "repro"], repo).stdout) == list(STAGES)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo)
+    run([*DVC, "push"], repo)
+
+    other = clone(repo, tmp_path / "clone")
+    assert not (other / METRICS).exists()
+    run([*DVC, "pull"], other)
+    assert "up to date" in run([*DVC, "status"], other).stdout
+    assert ran(run([*DVC, "repro"], other).stdout) == []
+    for path in OUTPUTS:
+        assert (other / path).read_bytes() == (repo / path).read_bytes(), path
+
+
+def experiment_table(home: Path) -> dict[str, dict[str, str]]:
+    """Return `dvc exp show`'s experiments as name -> column -> value."""
+    table = run([*DVC, "exp", "show", "--csv"], home).stdout
+    return {row["Experiment"]: row for row in csv.DictReader(io.StringIO(table))
+            if row["Experiment"]}
+
+
+def test_experiments_run_on_two_machines_come_home(repo: Path, tmp_path: Path,
+                                                   tiny_params: dict[str, Any]) -> None:
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    share(repo, tmp_path / "dvc-remote")
+    run(["git", "remote", "add", "origin", str(origin)], repo)
+    run(["git", "push", "-q", "origin", "HEAD"], repo)
+    seeds = {"seed-7": 7, "seed-8": 8}
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}",
+                       "--artifacts-destination", str(tmp_path / "server-artifacts")) as server:
+        shared = {**os.environ, "MLFLOW_TRACKING_URI": server}
+        metrics = {}
+        for number, (name, seed) in enumerate(seeds.items()):
+            machine = clone(origin, tmp_path / f"machine-{number}")
+            done = run([*DVC, "exp", "run", "-n", name, "-S", f"train.seed={seed}"], machine,
+                       env=shared)
+            assert ran(done.stdout) == list(STAGES)
+            run([*DVC, "exp", "push", "origin", name], machine)
+            metrics[name] = (machine / METRICS).read_bytes()
+
+        home = clone(origin, tmp_path / "home")
+        for name in seeds:
+            run([*DVC, "exp", "pull", "origin", name], home)
+        table = experiment_table(home)
+        assert set(seeds) <= set(table)
+        for name, seed in seeds.items():
+            assert table[name]["train.seed"] == str(seed)
+            assert float(table[name]["test.free_run_mse"]) >= 0
+
+        # Its outputs come back from the DVC remote: nothing is trained again.
+        run([*DVC, "exp", "apply", "seed-7"], home)
+        assert (home / METRICS).read_bytes() == metrics["seed-7"]
+        assert (home / MODEL).is_file() and (home / PREDICTOR).is_file()
+        assert ran(run([*DVC, "repro"], home, env=shared).stdout) == []
+
+        client = MlflowClient(server)
+        experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+        tracked = client.search_runs([experiment.experiment_id])
+        assert sorted(one.info.run_name for one in tracked) == sorted(seeds)
+        assert {one.info.status for one in tracked} == {"FINISHED"}
+        assert {one.data.tags.get("dvc.experiment") for one in tracked} == set(seeds)
