@@ -72,7 +72,8 @@ def start_windows(predictions: pd.DataFrame, start_points: tuple[int, ...]) -> p
     training = predictions[predictions["split"].isin(["train", "validation"])]
     absent = sorted(set(start_points) - set(training["window"]))
     if absent:
-        raise InputError(f"{paths.PREDICTIONS}: no prediction for training window(s) {absent}")
+        raise InputError(f"plot.start_points: {absent} are not training windows of "
+                         f"{paths.PREDICTIONS} (0..{training['window'].max()})")
     return training
 
 

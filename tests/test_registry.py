@@ -1,0 +1,63 @@
+"""The registry logic on a real SQLite store: tags, the best version, a named version."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import registry, store
+from pipeline.errors import PipelineError
+
+NAME = "sin-cos-seq2seq"
+
+
+def tracked_run(experiment: str, mse: float | None) -> str:
+    """Open and end a run in `experiment`, logging test.free_run_mse if given; return its id."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as opened:
+        if mse is not None:
+            mlflow.log_metric(registry.RANKING_METRIC, mse)
+    return opened.info.run_id
+
+
+def register(run_id: str) -> str:
+    """Register a version of NAME for `run_id` (no model files needed); return its number."""
+    client = MlflowClient()
+    if not client.search_registered_models(f"name = '{NAME}'"):
+        client.create_registered_model(NAME)
+    return str(client.create_model_version(NAME, f"runs:/{run_id}/predictor", run_id).version)
+
+
+def test_the_best_version_is_the_lowest_test_mse_among_this_experiments_versions(
+        root: Path) -> None:
+    store.connect()
+    worse, better = (register(tracked_run("mine", mse)) for mse in (0.5, 0.1))
+    tracked_run("mine", 0.01)  # better still, but never registered
+    register(tracked_run("mine", None))  # registered, never evaluated
+    register(tracked_run("someone else's", 0.001))  # another experiment
+    experiment = mlflow.get_experiment_by_name("mine").experiment_id
+    chosen, mse = registry.best_version(NAME, experiment)
+    assert (str(chosen.version), mse) == (better, 0.1)
+    registry.crown(NAME, chosen.version)
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == better
+    assert worse != better
+
+
+def test_tags_carry_the_metrics(root: Path) -> None:
+    store.connect()
+    version = register(tracked_run("mine", 0.2))
+    registry.tag_version(NAME, version, {"test.free_run_mse": 0.2, "train.free_run_mse": 0.1})
+    tags = MlflowClient().get_model_version(NAME, version).tags
+    assert (tags["test.free_run_mse"], tags["train.free_run_mse"]) == ("0.2", "0.1")
+
+
+def test_no_evaluated_version_and_a_missing_version_are_one_line_errors(root: Path) -> None:
+    store.connect()
+    register(tracked_run("mine", None))
+    experiment = mlflow.get_experiment_by_name("mine").experiment_id
+    with pytest.raises(PipelineError, match=f"no version of registered model '{NAME}' has a "
+                                            r"test\.free_run_mse"):
+        registry.best_version(NAME, experiment)
+    with pytest.raises(PipelineError, match=f"registered model '{NAME}' has no version '4'"):
+        registry.named_version(NAME, "4")
