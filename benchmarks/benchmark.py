@@ -29,7 +29,7 @@ from pipeline import paths
 log = logging.getLogger("benchmarks")
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pipeline", "benchmarks", "params.yaml", "dvc.yaml", ".dvcignore",
-                 ".gitignore")
+                 ".gitignore", "data/examples")  # the example CSV is generate's dep
 
 
 @dataclass
@@ -80,6 +80,7 @@ def make_repo(parent: Path, overrides: dict[str, dict[str, Any]] | None = None) 
     repo = parent / "repo"
     repo.mkdir(parents=True)
     for name in PROJECT_FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "-r", str(ROOT / name), str(repo / name)], check=True)
     set_params(repo, overrides or {})
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
