@@ -69,6 +69,20 @@ def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> N
     write_table(history, paths.HISTORY)
 
 
+def log_models(model: keras.Model, predictor: keras.Model, arrays: dict[str, np.ndarray],
+               registered_model: str) -> dict[str, str]:
+    """Log both models, two validation windows as their examples, and register the
+    predictor; return their URIs and its version, as run.json records them."""
+    encoder_in, decoder_in, _ = split(arrays, "validation")
+    encoder_in, decoder_in = encoder_in[:2], decoder_in[:2]
+    trained = logged.log_keras_model(model, "model",
+                                     {ENCODER_IN: encoder_in, DECODER_IN: decoder_in})
+    served = logged.log_keras_model(predictor, "predictor", encoder_in, registered_model)
+    return {"model_uri": trained.model_uri, "predictor_uri": served.model_uri,
+            "registered_model": registered_model,
+            "model_version": str(served.registered_model_version)}
+
+
 def main() -> None:
     """Train, save the models and history, and record everything in a new MLflow run."""
     params = load_params()
@@ -82,16 +96,9 @@ def main() -> None:
         model, history = train_model(params, arrays, [MlflowCallback()])
         predictor = build_predictor(model)
         save(model, predictor, history)
-        encoder_in, decoder_in, _ = split(arrays, "validation")
-        encoder_in, decoder_in = encoder_in[:2], decoder_in[:2]  # two windows as examples
-        trained = logged.log_keras_model(model, "model",
-                                         {ENCODER_IN: encoder_in, DECODER_IN: decoder_in})
-        served = logged.log_keras_model(predictor, "predictor", encoder_in,
-                                        params.tracking.registered_model)
+        record = log_models(model, predictor, arrays, params.tracking.registered_model)
         write_json({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                    "model_uri": trained.model_uri, "predictor_uri": served.model_uri,
-                    "registered_model": params.tracking.registered_model,
-                    "model_version": str(served.registered_model_version)}, paths.RUN)
+                    **record}, paths.RUN)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
              last["val_loss"])
