@@ -100,6 +100,11 @@ def test_queued_experiments_run_in_parallel_all_land_in_the_root_store(
         figures = {a.path for a in client.list_artifacts(tracked.info.run_id, "plots")}
         assert len(figures) == 3
     assert experiment.artifact_location == (repo / "mlartifacts").as_uri()
+    # Registered side by side: one version per run, numbered 1..4 whichever came first.
+    versions = client.search_model_versions(
+        f"name = '{tiny_params['tracking']['registered_model']}'")
+    assert sorted(str(v.version) for v in versions) == ["1", "2", "3", "4"]
+    assert {v.run_id for v in versions} == {r.info.run_id for r in runs}
 
     # The comparison, as a person sees it in the MLflow UI.
     first, second = runs[:2]
