@@ -29,7 +29,7 @@ from pipeline import paths
 log = logging.getLogger("benchmarks")
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pipeline", "benchmarks", "params.yaml", "dvc.yaml", ".dvcignore",
-                 ".gitignore", "data/examples")  # the example CSV is generate's dep
+                 ".gitignore", "docs/examples")  # the example CSV is generate's dep
 
 
 @dataclass

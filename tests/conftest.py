@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMAND_TIMEOUT_SECONDS = 300
 # What a user's clone holds that the pipeline needs; outputs and stores are left behind.
 PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore",
-                 "data/examples")
+                 "docs/examples")
 
 # Small enough that a full `dvc repro` takes seconds beyond the TensorFlow imports.
 TINY = {

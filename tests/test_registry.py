@@ -32,7 +32,8 @@ def register(run_id: str) -> str:
 def test_the_best_version_is_the_lowest_test_mse_among_this_experiments_versions(
         root: Path) -> None:
     store.connect()
-    worse, better = (register(tracked_run("mine", mse)) for mse in (0.5, 0.1))
+    register(tracked_run("mine", 0.5))
+    better = register(tracked_run("mine", 0.1))
     tracked_run("mine", 0.01)  # better still, but never registered
     register(tracked_run("mine", None))  # registered, never evaluated
     register(tracked_run("someone else's", 0.001))  # another experiment
@@ -41,7 +42,6 @@ def test_the_best_version_is_the_lowest_test_mse_among_this_experiments_versions
     assert (str(chosen.version), mse) == (better, 0.1)
     registry.crown(NAME, chosen.version)
     assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == better
-    assert worse != better
 
 
 def test_tags_carry_the_metrics(root: Path) -> None:
