@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.models import Model, infer_signature
+from mlflow.models.model import ModelInfo
 
 from pipeline.io import dvc_md5
 
@@ -41,7 +42,7 @@ def _save_model_into_new_folder(path: str, **options: Any) -> None:
 
 
 def log_keras_model(model: Any, name: str, example: Any,
-                    registered_model: str | None = None) -> Any:
+                    registered_model: str | None = None) -> ModelInfo:
     """Log a Keras model to the active run with a signature and input example; return its
     ModelInfo. With `registered_model`, the model also becomes that model's next version.
 
