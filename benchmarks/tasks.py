@@ -90,7 +90,8 @@ def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
     train, validation = _split(arrays, "train"), _split(arrays, "validation")
     keras.utils.set_random_seed(seed)
     model = build_training_model(STEPS, UNITS, 0.001, "simple_rnn",
-                                 steps_per_execution(len(train[0]), batch_size))
+                                 steps_per_execution=steps_per_execution(len(train[0]),
+                                                                         batch_size))
     params = TrainParams(epochs=epochs, batch_size=batch_size, learning_rate=0.001, seed=seed,
                          early_stopping_patience=0)
     timer, start = _epoch_timer(), time.perf_counter()

@@ -2,9 +2,10 @@
 
 For window i of a series: encoder input = input[i : i+steps], decoder target =
 target[i : i+steps], decoder input = the target shifted right by one step with 0 first
-(teacher forcing). The seed makes `points - steps` windows per series (it drops the last
-full one). The last `validation_fraction` of the training windows are the validation
-split, as Keras' `validation_split` takes them; the test series gives the test windows.
+(teacher forcing). The input may have several columns (k); the target has one. The
+seed makes `points - steps` windows per series (it drops the last full one). The last
+`validation_fraction` of the training windows are the validation split, as Keras'
+`validation_split` takes them; the test series gives the test windows.
 
 windows.npz stores, per split, only the stretch of series its windows cover (O(points),
 not O(points · steps)); `split_windows` turns it into arrays as strided views, without a
@@ -39,8 +40,21 @@ SERIES_COLUMNS = ("x", "input", "target")
 # Names in windows.npz: "steps", then "<split>.<column>" and "<split>.first_window".
 ARRAY_NAMES = ("steps", *(f"{split}.{name}" for split in SPLITS
                           for name in (*SERIES_COLUMNS, "first_window")))
+INPUT_PREFIX = "input."  # series tables name several input columns input.<CSV column>
 
-Series = dict[str, np.ndarray]  # x, input, target: each (points,)
+Series = dict[str, np.ndarray]  # x (points,), input (points, k), target (points,)
+
+
+def input_columns(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Return a series table's input columns: `input`, or `input.<name>` for several."""
+    return [name for name in names if name == "input" or name.startswith(INPUT_PREFIX)]
+
+
+def input_names(csv_columns: tuple[str, ...]) -> list[str]:
+    """Return the series-table names of the user's input columns (see `input_columns`)."""
+    if len(csv_columns) == 1:
+        return ["input"]
+    return [f"{INPUT_PREFIX}{column}" for column in csv_columns]
 
 
 def sample_series(input_signal: str, target_signal: str, x: np.ndarray,
@@ -80,22 +94,39 @@ def cut_splits(train: Series, test: Series, steps: int,
         for column in SERIES_COLUMNS:
             # `count` windows of `steps` points from `first` span count + steps - 1 points.
             arrays[f"{split}.{column}"] = series[column][first:first + count + steps - 1]
+        arrays[f"{split}.input"] = arrays[f"{split}.input"].reshape(
+            len(arrays[f"{split}.x"]), -1)  # (points, k): a 1-D input is one column
         arrays[f"{split}.first_window"] = np.array(first)
     return arrays
 
 
+def input_count(arrays: dict[str, np.ndarray]) -> int:
+    """Return k, the number of input columns the windows carry."""
+    return arrays["train.input"].shape[1]
+
+
+def scaling_statistics(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return mean and variance of each input column and of the target over the training
+    split's own stretch of series: validation and test never shape the scaling."""
+    inputs, target = arrays["train.input"], arrays["train.target"]  # (points, k), (points,)
+    return {"input_mean": inputs.mean(axis=0), "input_variance": inputs.var(axis=0),
+            "target_mean": np.array([target.mean()]), "target_variance": np.array([target.var()])}
+
+
 def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
-    """Return one split's windows: encoder_in, decoder_in, target (windows, steps, 1) as
-    float32, x (windows, steps) and start (windows,), the index of each window's first point.
+    """Return one split's windows: encoder_in (windows, steps, k), decoder_in and target
+    (windows, steps, 1) as float32, x (windows, steps) and start (windows,), the index of
+    each window's first point.
     """
     steps = int(arrays["steps"])
 
     def cut(column: str) -> np.ndarray:
-        return sliding_window_view(arrays[f"{split}.{column}"], steps)  # (windows, steps)
+        return sliding_window_view(arrays[f"{split}.{column}"], steps, axis=0)
 
-    target = cut("target").astype(np.float32)
+    target = cut("target").astype(np.float32)  # (windows, steps)
     return {
-        "encoder_in": cut("input").astype(np.float32)[..., None],
+        # (windows, k, steps) from the (points, k) input, then steps before columns.
+        "encoder_in": np.moveaxis(cut("input"), 2, 1).astype(np.float32),
         "decoder_in": shift_right(target)[..., None],
         "target": target[..., None],
         "x": cut("x"),

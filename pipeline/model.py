@@ -4,10 +4,15 @@ Training is teacher-forced: the decoder sees the true previous target. Predictio
 free-running: each decoder output is fed back as the next decoder input, starting from 0,
 exactly as the seed's per-step `predict()` loop does, but unrolled into one model (the
 predictor) so all windows decode in one batched call.
+
+With scaling, Keras `Normalization` layers standardise the inputs and the decoder's
+target history with the training split's statistics, and an inverted one maps the output
+back: both models take and return values in the user's units, and so does the served
+predictor.
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,23 +36,49 @@ RNN_LAYERS = {"simple_rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.
 
 ENCODER_IN, DECODER_IN = "encoder_in", "decoder_in"
 ENCODER_RNN, DECODER_RNN, DECODER_OUTPUT = "encoder_rnn", "decoder_rnn", "decoder_output"
+INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING = ("input_scaling", "target_scaling",
+                                                   "target_unscaling")
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # encoder_in, decoder_in, target
 
 
-def build_training_model(steps: int, units: int, learning_rate: float,
-                         cell: str = "simple_rnn", steps_per_execution: int = 1
-                         ) -> keras.Model:
-    """Return the compiled model ([encoder_in, decoder_in]) -> decoder output."""
+def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Layer]:
+    """Return the Normalization layers for the inputs and target, and the target's inverse,
+    fixed to the given training statistics (see pipeline.data.scaling_statistics)."""
+    def normalization(name: str, of: str, invert: bool = False) -> layers.Layer:
+        return layers.Normalization(mean=statistics[f"{of}_mean"],
+                                    variance=statistics[f"{of}_variance"], invert=invert,
+                                    name=name)
+
+    return {INPUT_SCALING: normalization(INPUT_SCALING, "input"),
+            TARGET_SCALING: normalization(TARGET_SCALING, "target"),
+            TARGET_UNSCALING: normalization(TARGET_UNSCALING, "target", invert=True)}
+
+
+def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by keyword
+        steps: int, units: int, learning_rate: float, cell: str = "simple_rnn", *,
+        steps_per_execution: int = 1, inputs: int = 1,
+        scaling: Mapping[str, np.ndarray] | None = None) -> keras.Model:
+    """Return the compiled model ([encoder_in, decoder_in]) -> decoder output.
+
+    `inputs` is the number of input columns; with `scaling` statistics the model
+    standardises inside and still takes and returns the user's units.
+    """
     rnn, unroll = RNN_LAYERS[cell], steps <= UNROLL_MAX_STEPS
-    encoder_in = keras.Input(shape=(steps, 1), name=ENCODER_IN)  # (windows, steps, 1)
-    # Only the encoder's final state reaches the decoder: the "context" (LSTM has two).
-    states = rnn(units, return_state=True, unroll=unroll, name=ENCODER_RNN)(encoder_in)[1:]
+    scale = scaling_layers(scaling) if scaling is not None else None
+    encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)  # (windows, steps, k)
     decoder_in = keras.Input(shape=(steps, 1), name=DECODER_IN)  # target shifted right
+    encoder_seen, decoder_seen = ((scale[INPUT_SCALING](encoder_in),
+                                   scale[TARGET_SCALING](decoder_in)) if scale
+                                  else (encoder_in, decoder_in))
+    # Only the encoder's final state reaches the decoder: the "context" (LSTM has two).
+    states = rnn(units, return_state=True, unroll=unroll, name=ENCODER_RNN)(encoder_seen)[1:]
     decoder_rnn = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
                       name=DECODER_RNN)
-    decoded = decoder_rnn(decoder_in, initial_state=list(states))[0]  # (windows, steps, units)
+    decoded = decoder_rnn(decoder_seen, initial_state=list(states))[0]  # (windows, steps, units)
     output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT)(decoded)
+    if scale:
+        output = scale[TARGET_UNSCALING](output)  # back to the user's units
     model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="mean_squared_error", steps_per_execution=steps_per_execution)
@@ -56,20 +87,26 @@ def build_training_model(steps: int, units: int, learning_rate: float,
 
 def build_predictor(trained: keras.Model) -> keras.Model:
     """Return encoder_in -> free-running prediction, sharing `trained`'s layers and weights."""
-    steps = trained.get_layer(ENCODER_IN).output.shape[1]
+    _, steps, inputs = trained.get_layer(ENCODER_IN).output.shape
+    scaled = INPUT_SCALING in {layer.name for layer in trained.layers}
     # The decoder's cell, one step per call: an RNN layer per step would add a loop each
     # (about 5× slower to trace, 4× slower to run).
     cell = trained.get_layer(DECODER_RNN).cell
     head = trained.get_layer(DECODER_OUTPUT)
-    encoder_in = keras.Input(shape=(steps, 1), name=ENCODER_IN)
-    states = list(trained.get_layer(ENCODER_RNN)(encoder_in)[1:])  # each (windows, units)
-    step_in = keras.ops.zeros_like(encoder_in[:, 0, :])  # (windows, 1): the seed's first 0
-    outputs = []
+    encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)
+    encoder_seen = trained.get_layer(INPUT_SCALING)(encoder_in) if scaled else encoder_in
+    states = list(trained.get_layer(ENCODER_RNN)(encoder_seen)[1:])  # each (windows, units)
+    start = keras.ops.zeros_like(encoder_in[:, :1, :1])  # (windows, 1, 1): the seed's first 0
+    if scaled:  # the 0 the decoder saw in training, scaled as it was there
+        start = trained.get_layer(TARGET_SCALING)(start)
+    step_in, outputs = start[:, 0, :], []  # (windows, 1)
     for _ in range(steps):
         decoded, states = cell(step_in, states)
-        step_in = head(decoded)  # (windows, 1), fed back as the next input
+        step_in = head(decoded)  # (windows, 1), fed back as the next input (scaled)
         outputs.append(step_in)
     predicted = keras.ops.stack(outputs, axis=1)  # (windows, steps, 1)
+    if scaled:
+        predicted = trained.get_layer(TARGET_UNSCALING)(predicted)
     return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.data import SIGNALS, split_sizes, window_count
 from pipeline.errors import ParamsError
@@ -39,6 +39,20 @@ ProjectPath = Annotated[str, AfterValidator(_inside_project),
                         Field(description="must be a relative path inside the project")]
 
 
+def _column_names(value: Any) -> str | tuple[str, ...]:
+    """Accept one column name, or a non-empty list of distinct ones (as a tuple)."""
+    names = [value] if isinstance(value, str) else value
+    if (not isinstance(names, list | tuple) or not names or len(set(names)) != len(names)
+            or not all(isinstance(name, str) and name.strip() for name in names)):
+        raise ValueError(value)
+    return value if isinstance(value, str) else tuple(names)
+
+
+ColumnNames = Annotated[str | tuple[str, ...], BeforeValidator(_column_names),
+                        Field(description="must be a column name or a list of distinct "
+                                          "column names")]
+
+
 def at_least(low: int) -> Any:
     """Return the constraint `≥ low` on an integer."""
     return Field(ge=low, description=f"must be ≥ {low}")
@@ -55,9 +69,16 @@ class CsvParams(Section):
 
     path: ProjectPath
     x: Name
-    input: Name
+    input: ColumnNames
     target: Name
     test_rows: Annotated[int, at_least(2)]
+    missing: Annotated[Literal["error", "drop", "interpolate"],
+                       Field(description="must be 'error', 'drop' or 'interpolate'")]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Return the input column names, one or several."""
+        return (self.input,) if isinstance(self.input, str) else self.input
 
 
 class GenerateParams(Section):
@@ -94,6 +115,8 @@ class ModelParams(Section):
 
     cell: Annotated[Literal[CELLS], Field(description=f"must be one of {list(CELLS)}")]
     units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
+    scaling: Annotated[Literal["auto", "standard", "none"],
+                       Field(description="must be 'auto', 'standard' or 'none'")]
 
 
 class TrainParams(Section):
@@ -141,6 +164,13 @@ class Params(Section):
     plot: PlotParams
     tracking: TrackingParams
 
+    def scales(self) -> bool:
+        """Return whether the model standardises its inputs and target (`model.scaling`):
+        `auto` does for a CSV source and keeps the sampled functions the tutorial's run."""
+        if self.model.scaling == "auto":
+            return self.generate.source == "csv"
+        return self.model.scaling == "standard"
+
     def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Return the values of `sections` (default all) under dotted names, as
         `section.key` or `section.group.key`."""
@@ -172,6 +202,12 @@ def check_relations(params: Params) -> None:
     """
     if params.generate.source == "functions":
         check_sampled_lengths(params)
+    else:
+        csv = params.generate.csv
+        as_written = csv.input if isinstance(csv.input, str) else list(csv.input)
+        _require(csv.target not in csv.inputs, "generate.csv.input", as_written,
+                 f"must not include the target column {csv.target!r}: the model would read "
+                 f"what it predicts")
 
 
 def check_sampled_lengths(params: Params) -> None:

@@ -29,7 +29,7 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     flat = params.flat()
     assert flat["train.epochs"] == 80
     assert flat["tracking.experiment"] == params.tracking.experiment
-    assert set(params.flat(("model",))) == {"model.cell", "model.units"}
+    assert set(params.flat(("model",))) == {"model.cell", "model.units", "model.scaling"}
     assert flat["generate.csv.test_rows"] == params.generate.csv.test_rows  # nested: dotted
     leaves = [value for section in default_params().values() for value in section.values()]
     count = sum(len(value) if isinstance(value, dict) else 1 for value in leaves)
@@ -47,6 +47,11 @@ def test_split_sizes_round_as_keras_validation_split() -> None:
     assert window_count(100, 24) == 76
     assert split_sizes(76, 0.2) == (60, 16)
     assert split_sizes(10, 0.5) == (5, 5)
+
+
+def csv(**changes: Any) -> dict[str, Any]:
+    """Return the committed generate.csv section with `changes`."""
+    return {**default_params()["generate"]["csv"], **changes}
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
@@ -86,11 +91,21 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "target": "y",
                            "test_rows": 1}}}, "generate.csv.test_rows = 1 is invalid: must be ≥ 2"),
     ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "target": "y",
-                           "test_rows": 9, "sep": ";"}}},
+                           "test_rows": 9, "missing": "error", "sep": ";"}}},
      "generate.csv.sep = ';' is invalid: unknown key; generate.csv takes path, x, input"),
     ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "test_rows": 9}}},
      "missing key generate.csv.target"),
     ({"tracking": {"registered_model": ""}}, "tracking.registered_model = '' is invalid"),
+    ({"model": {"scaling": "minmax"}},
+     "model.scaling = 'minmax' is invalid: must be 'auto', 'standard' or 'none'"),
+    ({"generate": {"csv": csv(missing="fill")}},
+     "generate.csv.missing = 'fill' is invalid: must be 'error', 'drop' or 'interpolate'"),
+    ({"generate": {"csv": csv(input=[])}},
+     "generate.csv.input = [] is invalid: must be a column name or a list of distinct"),
+    ({"generate": {"csv": csv(input=["u", "u"])}}, "generate.csv.input = ['u', 'u'] is invalid"),
+    ({"generate": {"csv": csv(input=["u", 3])}}, "generate.csv.input = ['u', 3] is invalid"),
+    ({"generate": {"source": "csv", "csv": csv(input=["u", "y"])}},
+     "generate.csv.input = ['u', 'y'] is invalid: must not include the target column 'y'"),
 ]
 
 
@@ -145,3 +160,21 @@ def test_a_csv_source_leaves_length_checks_to_generate() -> None:
     raw["generate"]["source"] = "functions"
     with pytest.raises(ParamsError, match=r"window\.steps = 100 is invalid"):
         parse_params(raw)
+
+
+def test_scaling_is_on_for_a_csv_source_and_off_for_the_tutorial_by_default() -> None:
+    assert parse_params(default_params()).scales() is False  # the tutorial's run, exact
+    own = with_overrides(default_params(), {"generate": {"source": "csv"}})
+    assert parse_params(own).scales() is True
+    for scaling, expected in (("standard", True), ("none", False)):
+        for raw in (default_params(), own):
+            chosen = with_overrides(raw, {"model": {"scaling": scaling}})
+            assert parse_params(chosen).scales() is expected
+
+
+def test_one_input_column_or_several() -> None:
+    one = parse_params(default_params()).generate.csv
+    assert (one.input, one.inputs) == ("u", ("u",))
+    several = parse_params(with_overrides(default_params(), {"generate": {
+        "csv": csv(input=["u", "t"])}})).generate.csv
+    assert several.inputs == ("u", "t")

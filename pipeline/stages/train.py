@@ -5,8 +5,9 @@ per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and 
 add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
 `loss` and `val_loss` per epoch (logged live by MLflow's Keras callback), and both
 models, logged with signatures and input examples: `model` takes [encoder_in, decoder_in]
-(teacher forcing), `predictor` maps input windows (batch, steps, 1) to their
-free-running predictions (batch, steps, 1) and is registered as a new model version.
+(teacher forcing), `predictor` maps input windows (batch, steps, k) to their
+free-running predictions (batch, steps, 1) and is registered as a new model version. Both
+take and return the user's units (scaling, if on, is inside them).
 """
 
 import logging
@@ -18,7 +19,7 @@ from mlflow.keras import MlflowCallback
 
 from pipeline import logged, paths, tracking
 from pipeline.cli import run_stage
-from pipeline.data import ARRAY_NAMES, SPLITS, split_windows
+from pipeline.data import ARRAY_NAMES, SPLITS, input_count, scaling_statistics, split_windows
 from pipeline.io import atomic_path, read_arrays, write_json, write_table
 from pipeline.model import (
     DECODER_IN,
@@ -57,7 +58,10 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
     train, validation = split(arrays, "train"), split(arrays, "validation")
     model = build_training_model(params.window.steps, params.model.units,
                                  params.train.learning_rate, params.model.cell,
-                                 steps_per_execution(len(train[0]), params.train.batch_size))
+                                 steps_per_execution=steps_per_execution(
+                                     len(train[0]), params.train.batch_size),
+                                 inputs=input_count(arrays),
+                                 scaling=scaling_statistics(arrays) if params.scales() else None)
     return model, history_table(fit(model, train, validation, params.train, callbacks))
 
 
