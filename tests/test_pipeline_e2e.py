@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
 SPLITS = ("train", "validation", "test")
+BASELINE_MSES = ("baseline_mean_mse", "baseline_last_input_mse", "baseline_input_mse")
+SKILLS = ("skill_vs_mean", "skill_vs_last_input", "skill_vs_input")
 
 
 def repro(repo: Path, *options: str) -> list[str]:
@@ -51,8 +53,12 @@ def check_outputs(repo: Path) -> dict[str, Any]:
     metrics = json.loads((repo / METRICS).read_text())
     for split in SPLITS:
         for name in ("teacher_forced_mse", "free_run_mse", "free_run_mae",
-                     "free_run_max_abs_error"):
+                     "free_run_max_abs_error", *BASELINE_MSES):
             assert math.isfinite(metrics[split][name]) and metrics[split][name] >= 0
+        for name in SKILLS:  # 1 - MSE / baseline MSE
+            baseline = metrics[split][f"baseline_{name.removeprefix('skill_vs_')}_mse"]
+            assert metrics[split][name] == pytest.approx(
+                1 - metrics[split]["free_run_mse"] / baseline)
     return metrics
 
 
@@ -75,8 +81,8 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
     assert tracked.info.start_time <= times[0] <= times[-1] <= tracked.info.end_time
     assert all(m.timestamp > 0 for m in client.get_metric_history(run_id, "test.free_run_mse"))
     assert len(client.get_metric_history(run_id, "val_loss")) == params["train"]["epochs"]
-    assert tracked.data.metrics["test.free_run_mse"] == pytest.approx(
-        metrics["test"]["free_run_mse"])
+    for name in ("free_run_mse", *SKILLS):
+        assert tracked.data.metrics[f"test.{name}"] == pytest.approx(metrics["test"][name])
     figures = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert figures == {"plots/series.png", "plots/loss.png", "plots/predictions.png"}
 
@@ -175,7 +181,8 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
     # New to git: dvc.lock and data/, its folders holding only DVC's .gitignore files.
     assert {line[3:] for line in changed} <= {"dvc.lock", "data/"}, changed
-    assert "test.free_run_mse" in run([*DVC, "metrics", "show"], repo).stdout
+    shown = run([*DVC, "metrics", "show"], repo).stdout
+    assert "test.free_run_mse" in shown and "validation.skill_vs_mean" in shown
     run([*DVC, "plots", "show", "-o", str(repo.parent / "dvc_plots")], repo)
     assert (repo.parent / "dvc_plots" / "index.html").is_file()
 

@@ -1,0 +1,87 @@
+"""Baselines and skill: naive predictors on the same windows, computed here by hand."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.data import cut_splits, split_windows
+from pipeline.stages.evaluate import skill_metrics, summary, warn_if_worse_than_the_mean
+
+
+def small_split() -> dict[str, np.ndarray]:
+    """Return the test windows of a 7-point series cut into 3-step windows."""
+    x = np.arange(7.0)
+    series = {"x": x, "input": np.array([1.0, 3, 2, 5, 4, 6, 0]),
+              "target": np.array([2.0, 1, 4, 3, 6, 5, 9])}
+    return split_windows(cut_splits(series, series, 3, 0.5), "test")
+
+
+def by_hand(target_mean: float, model_mse: float) -> dict[str, float]:
+    """Return the baselines' MSEs and the skills, one window and step at a time."""
+    inputs, target = [1.0, 3, 2, 5, 4, 6, 0], [2.0, 1, 4, 3, 6, 5, 9]
+    squared: dict[str, list[float]] = {"mean": [], "last_input": [], "input": []}
+    for start in range(4):  # 7 points - 3 steps: the seed drops the last full window
+        last = inputs[start + 2]
+        for step in range(3):
+            truth = target[start + step]
+            squared["mean"].append((target_mean - truth) ** 2)
+            squared["last_input"].append((last - truth) ** 2)
+            squared["input"].append((inputs[start + step] - truth) ** 2)
+    found = {}
+    for name, values in squared.items():
+        baseline = sum(values) / len(values)
+        found[f"baseline_{name}_mse"] = baseline
+        found[f"skill_vs_{name}"] = 1 - model_mse / baseline
+    return found
+
+
+def test_baselines_and_skill_equal_a_computation_by_hand() -> None:
+    metrics = skill_metrics(2.5, small_split(), target_mean=3.0)
+    expected = by_hand(3.0, 2.5)
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_a_perfect_model_has_skill_one_and_a_mean_model_skill_zero() -> None:
+    windows = small_split()
+    assert skill_metrics(0.0, windows, 3.0)["skill_vs_mean"] == 1.0
+    as_bad = skill_metrics(0.0, windows, 3.0)["baseline_mean_mse"]
+    assert skill_metrics(as_bad, windows, 3.0)["skill_vs_mean"] == pytest.approx(0.0)
+
+
+def test_several_inputs_have_the_mean_baseline_only() -> None:
+    windows = small_split()
+    windows["encoder_in"] = np.concatenate([windows["encoder_in"]] * 2, axis=2)
+    assert set(skill_metrics(1.0, windows, 3.0)) == {"baseline_mean_mse", "skill_vs_mean"}
+
+
+def test_an_exact_baseline_gives_no_skill_rather_than_a_division_by_zero() -> None:
+    windows = small_split()
+    windows["target"] = np.full_like(windows["target"], 3.0)
+    metrics = skill_metrics(0.5, windows, 3.0)
+    assert metrics["baseline_mean_mse"] == 0.0
+    assert "skill_vs_mean" not in metrics
+
+
+def test_a_model_worse_than_the_mean_on_validation_says_so_in_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        warn_if_worse_than_the_mean({"free_run_mse": 2.0, "baseline_mean_mse": 1.0,
+                                     "skill_vs_mean": -1.0})
+    (record,) = caplog.records
+    assert "worse than always predicting the training mean on validation" in record.message
+    assert "\n" not in record.message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        warn_if_worse_than_the_mean({"free_run_mse": 0.5, "baseline_mean_mse": 1.0,
+                                     "skill_vs_mean": 0.5})
+    assert not caplog.records
+
+
+def test_the_log_line_gives_the_mse_and_the_skill() -> None:
+    line = summary("test", {"free_run_mse": 0.25, "teacher_forced_mse": 0.1,
+                            "baseline_mean_mse": 1.0, "skill_vs_mean": 0.75})
+    assert line == ("test: free-running MSE 0.25, skill 0.75 vs mean (MSE 1); "
+                    "teacher-forced MSE 0.1")
