@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.data import input_columns
 from pipeline.errors import InputError
 
 
@@ -101,11 +102,26 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
                          f"found {', '.join(map(str, table.columns))}")
     if table.empty:
         raise InputError(f"{path}: has no data rows")
+    require_numbers(table, columns, path)
+    return table
+
+
+def require_numbers(table: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """Fail naming the columns of `table` that do not hold numbers."""
     numeric = table[list(columns)].select_dtypes("number").columns
     bad = [column for column in columns if column not in numeric]
     if bad:
         raise InputError(f"{path}: column(s) {', '.join(bad)} must be non-empty numbers")
-    return table
+
+
+def read_series(path: Path) -> pd.DataFrame:
+    """Read a series table: x, its input column(s) (see pipeline.data), target."""
+    table = read_table(path, ("x", "target"))
+    inputs = input_columns(list(table.columns))
+    if not inputs:
+        raise InputError(f"{path}: missing column input (or input.<name> for each of several)")
+    require_numbers(table, inputs, path)
+    return table[["x", *inputs, "target"]]
 
 
 def dvc_md5(path: Path) -> str:

@@ -6,7 +6,15 @@ from conftest import default_params, with_overrides
 from keras.src.trainers.data_adapters.array_slicing import train_validation_split
 
 from benchmarks.seed_reference import seed_windows
-from pipeline.data import ARRAY_NAMES, cut_splits, sawtooth, shift_right, split_windows
+from pipeline.data import (
+    ARRAY_NAMES,
+    cut_splits,
+    input_count,
+    sawtooth,
+    scaling_statistics,
+    shift_right,
+    split_windows,
+)
 from pipeline.params import parse_params
 from pipeline.stages.generate import make_train_and_test
 
@@ -114,3 +122,39 @@ def test_noise_is_seeded_added_to_the_input_only_and_separate_per_series() -> No
     np.testing.assert_array_equal(first["target"], clean["target"])
     assert 0.05 < float((first["input"] - clean["input"]).std()) < 0.15
     assert not np.allclose(first_test["input"][:50], first["input"][:50])
+
+
+def test_windows_of_several_input_columns_equal_a_direct_cut() -> None:
+    rng = np.random.default_rng(3)
+    x = np.arange(30.0)
+    inputs = rng.normal(size=(30, 3))  # (points, k)
+    series = {"x": x, "input": inputs, "target": rng.normal(size=30)}
+    test_series = {"x": x + 30, "input": inputs * 2, "target": series["target"] + 1}
+    arrays = cut_splits(series, test_series, steps=5, validation_fraction=0.25)
+    assert input_count(arrays) == 3
+    for split, source in (("train", series), ("validation", series), ("test", test_series)):
+        windows = split_windows(arrays, split)
+        expected = np.stack([source["input"][start:start + 5] for start in windows["start"]])
+        assert windows["encoder_in"].shape == (len(windows["start"]), 5, 3)
+        np.testing.assert_array_equal(windows["encoder_in"], expected.astype(np.float32))
+        expected_target = np.stack([source["target"][start:start + 5]
+                                    for start in windows["start"]])
+        np.testing.assert_array_equal(windows["target"][..., 0],
+                                      expected_target.astype(np.float32))
+
+
+def test_scaling_statistics_come_from_the_training_split_only() -> None:
+    # Training rows rise 0..59; the validation windows' rows and the test series lie far
+    # above: none of them may move the statistics.
+    x = np.arange(60.0)
+    series = {"x": x, "input": np.stack([x, -x], axis=1), "target": 2 * x}
+    test_series = {"x": x + 60, "input": np.full((60, 2), 1e6), "target": np.full(60, 1e6)}
+    arrays = cut_splits(series, test_series, steps=10, validation_fraction=0.5)
+    fit_windows = len(split_windows(arrays, "train")["start"])  # 25 windows: points 0..33
+    covered = np.arange(fit_windows + 10 - 1.0)
+    statistics = scaling_statistics(arrays)
+    np.testing.assert_allclose(statistics["input_mean"], [covered.mean(), -covered.mean()])
+    np.testing.assert_allclose(statistics["input_variance"], [covered.var()] * 2)
+    np.testing.assert_allclose(statistics["target_mean"], [2 * covered.mean()])
+    np.testing.assert_allclose(statistics["target_variance"], [4 * covered.var()])
+    assert statistics["target_mean"][0] < series["target"].mean()  # validation left out

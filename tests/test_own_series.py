@@ -1,25 +1,31 @@
 """`generate.source: csv`: the user's own series, checked, and the whole pipeline on it."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import run, with_overrides, write_params
 
+from pipeline.data import ARRAY_NAMES, split_windows
 from pipeline.errors import InputError
-from pipeline.paths import TEST_SERIES, TRAIN_SERIES
+from pipeline.io import read_arrays
+from pipeline.paths import PREDICTIONS, RUN, TEST_SERIES, TRAIN_SERIES, WINDOWS
 from pipeline.stages import generate
 
 OWN = Path("data", "own", "series.csv")
 
 
-def own_params(tiny_params: dict[str, Any], test_rows: int = 20) -> dict[str, Any]:
-    """Return tiny params reading OWN: columns time, u, y; the last `test_rows` held out."""
+def own_params(tiny_params: dict[str, Any], test_rows: int = 20, **csv: Any) -> dict[str, Any]:
+    """Return tiny params reading OWN: columns time, u, y; the last `test_rows` held out;
+    `csv` overrides generate.csv keys."""
     return with_overrides(tiny_params, {"generate": {"source": "csv", "csv": {
-        "path": str(OWN), "x": "time", "input": "u", "target": "y", "test_rows": test_rows}}})
+        "path": str(OWN), "x": "time", "input": "u", "target": "y", "test_rows": test_rows,
+        "missing": "error", **csv}}})
 
 
 def own_series(rows: int = 60) -> pd.DataFrame:
@@ -54,8 +60,12 @@ BAD = [
     ("time,u\n0,1\n", "missing column(s) y; found time, u"),
     (GOOD.replace("\n0.25,", "\n0.25x,", 1), "column(s) time must be non-empty numbers"),
     (own_series().assign(u=lambda table: table["u"].where(table.index != 2)).to_csv(index=False),
-     "column 'u' has an empty, NaN or infinite value in data row 3"),
-    ("time,u,y\n0,1,2\n1,2\n" + "2,3,4\n" * 3, "column 'y' has an empty, NaN or infinite"),
+     "column 'u' has an empty or NaN value in data row 3; set generate.csv.missing to drop "
+     "or interpolate"),
+    ("time,u,y\n0,1,2\n1,2\n" + "2,3,4\n" * 3, "column 'y' has an empty or NaN value in "
+                                                "data row 2"),
+    (own_series().assign(y=lambda table: table["y"].where(table.index != 4, np.inf)
+                         ).to_csv(index=False), "column 'y' has an infinite value in data row 5"),
     (GOOD.replace("\n0.75,", "\n0.1,", 1), "column 'time' (x) must increase from row to row; "
                                           "data row 4 does not"),
     (own_series(25).to_csv(index=False), "25 rows leave 5 for training after "
@@ -107,13 +117,22 @@ def test_a_bad_csv_stops_the_stage_with_one_line_and_loses_nothing(
     assert {path: (tmp_path / path).read_bytes() for path in before} == before
 
 
+def in_hundreds_with_a_gap(rows: int = 60) -> pd.DataFrame:
+    """Return a series in the hundreds with two inputs (u, v) and an empty u in data row 6."""
+    time = np.arange(rows) * 0.5
+    table = pd.DataFrame({"time": time, "u": 300 + 100 * np.sin(time),
+                          "v": 20 * np.cos(time / 2), "y": 300 + 100 * np.sin(time + 1)})
+    return table.assign(u=table["u"].where(table.index != 5))
+
+
 @pytest.mark.slow
 def test_the_pipeline_runs_on_a_csv_tracked_with_dvc_add(repo: Path,
                                                         tiny_params: dict[str, Any]) -> None:
+    # Two input columns in the user's units, a gap filled by interpolation, scaling on.
     dvc = [sys.executable, "-m", "dvc"]
-    write_csv(repo, GOOD)
+    write_csv(repo, in_hundreds_with_a_gap().to_csv(index=False))
     run([*dvc, "add", str(OWN)], repo)
-    write_params(repo, own_params(tiny_params))
+    write_params(repo, own_params(tiny_params, input=["u", "v"], missing="interpolate"))
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "own series"], repo)
     output = run([*dvc, "repro"], repo).stdout
@@ -121,12 +140,33 @@ def test_the_pipeline_runs_on_a_csv_tracked_with_dvc_add(repo: Path,
                for stage in ("generate", "window", "train", "evaluate", "plot"))
     assert len(pd.read_csv(repo / TEST_SERIES)) == 20
     metrics = pd.read_json(repo / "data" / "metrics" / "metrics.json")
-    assert np.isfinite(metrics.loc["free_run_mse"]).all()
+    assert np.isfinite(metrics.loc[["free_run_mse", "skill_vs_mean"]]).all(axis=None)
+    check_served_in_the_users_units(repo)
 
     # An edit of the file, recorded with `dvc add`, reruns the pipeline from generate.
-    write_csv(repo, own_series().assign(y=lambda table: table["y"] * 0.5).to_csv(index=False))
+    write_csv(repo, in_hundreds_with_a_gap().assign(y=lambda table: table["y"] * 0.5
+                                                    ).to_csv(index=False))
     run([*dvc, "add", str(OWN)], repo)
     assert "generate" in run([*dvc, "status"], repo).stdout
     output = run([*dvc, "repro"], repo).stdout
     assert "Running stage 'generate'" in output and "Running stage 'train'" in output
-    assert pd.read_csv(repo / TRAIN_SERIES)["target"].max() == pytest.approx(0.5)
+    assert pd.read_csv(repo / TRAIN_SERIES)["target"].max() == pytest.approx(200, rel=1e-3)
+
+
+def check_served_in_the_users_units(repo: Path) -> None:
+    """The logged predictor takes (batch, steps, 2) windows and answers in the CSV's units,
+    as evaluate's predictions; the run records how gaps were handled."""
+    record = json.loads((repo / RUN).read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    info = mlflow.models.get_model_info(record["predictor_uri"])
+    (spec,) = info.signature.inputs.inputs
+    assert spec.shape == (-1, 8, 2)
+    windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")["encoder_in"]
+    predicted = mlflow.pyfunc.load_model(record["predictor_uri"]).predict(windows)
+    table = pd.read_csv(repo / PREDICTIONS)
+    expected = table[table["split"] == "test"]["prediction"].to_numpy()
+    np.testing.assert_allclose(np.asarray(predicted).ravel(), expected, rtol=1e-5, atol=1e-3)
+    assert 100 < np.median(expected) < 500  # the target's units, not standardised ones
+    run_params = mlflow.get_run(record["run_id"]).data.params
+    assert run_params["generate.csv.missing"] == "interpolate"
+    assert run_params["generate.csv.input"] == "['u', 'v']"

@@ -3,8 +3,9 @@
 By default it samples functions: the seed's `x = linspace(-3π, 3π, 100)`, input sin(x),
 target cos(x), and a test series over an x range the model never sees. With
 `generate.source: csv` it reads the user's own series from a CSV instead, its last
-`test_rows` rows held out for test, and checks it fits the windows before writing
-anything. NumPy and pandas only: this stage must not import TensorFlow or MLflow.
+`test_rows` rows held out for test, its gaps handled as `generate.csv.missing` says, and
+checks it fits the windows before writing anything. NumPy and pandas only: this stage
+must not import TensorFlow or MLflow.
 """
 
 import logging
@@ -15,7 +16,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.data import SERIES_COLUMNS, sample_series, split_sizes, window_count
+from pipeline.data import input_names, sample_series, split_sizes, window_count
 from pipeline.errors import InputError
 from pipeline.io import read_table, write_table
 from pipeline.params import CsvParams, GenerateParams, WindowParams, load_params
@@ -45,23 +46,73 @@ def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def read_own_series(csv: CsvParams) -> pd.DataFrame:
-    """Return the CSV's x, input and target columns, checked finite and sorted by x."""
+    """Return the CSV's x, input(s) and target columns: gaps handled as
+    `generate.csv.missing` says, values finite, x increasing. Index: the data row - 1."""
     path = Path(csv.path)
     if not path.is_file():
         raise InputError(f"{path}: no such file (generate.csv.path); put your series there "
                          f"and track it with `dvc add {path}`")
-    names = dict(zip(SERIES_COLUMNS, (csv.x, csv.input, csv.target), strict=True))
-    table = read_table(path, list(dict.fromkeys(names.values())))
-    for column in dict.fromkeys(names.values()):
-        bad = np.flatnonzero(~np.isfinite(table[column].to_numpy(dtype=np.float64)))
-        if bad.size:
-            raise InputError(f"{path}: column {column!r} has an empty, NaN or infinite value "
-                             f"in data row {bad[0] + 1}")
-    unsorted = np.flatnonzero(np.diff(table[csv.x].to_numpy(dtype=np.float64)) <= 0)
-    if unsorted.size:
-        raise InputError(f"{path}: column {csv.x!r} (x) must increase from row to row; data "
-                         f"row {unsorted[0] + 2} does not")
+    used = list(dict.fromkeys((csv.x, *csv.inputs, csv.target)))
+    table = fill_gaps(read_table(path, used)[used].astype(np.float64), csv)
+    for column in used:
+        infinite = np.flatnonzero(np.isinf(table[column].to_numpy()))
+        if infinite.size:
+            raise InputError(f"{path}: column {column!r} has an infinite value in data row "
+                             f"{table.index[infinite[0]] + 1}")
+    check_increasing(table, csv.x, path)
+    names = {"x": csv.x, **dict(zip(input_names(csv.inputs), csv.inputs, strict=True)),
+             "target": csv.target}
     return pd.DataFrame({name: table[column] for name, column in names.items()})
+
+
+def check_increasing(table: pd.DataFrame, x: str, path: Path | str) -> None:
+    """Fail naming the first data row whose x is not above the previous row's."""
+    unsorted = np.flatnonzero(np.diff(table[x].to_numpy()) <= 0)
+    if unsorted.size:
+        raise InputError(f"{path}: column {x!r} (x) must increase from row to row; data "
+                         f"row {table.index[unsorted[0] + 1] + 1} does not")
+
+
+def fill_gaps(table: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
+    """Return `table` with its empty or NaN cells handled as `generate.csv.missing` says:
+    error names the first, drop removes their rows, interpolate fills them linearly in x."""
+    gaps = table.isna()
+    if not gaps.any(axis=None):
+        return table
+    if csv.missing == "drop":
+        log.info("dropped %d of %d rows with an empty or NaN value (generate.csv.missing = "
+                 "drop)", gaps.any(axis=1).sum(), len(table))
+        return table[~gaps.any(axis=1)]
+    if csv.missing == "error":
+        column = gaps.any().idxmax()  # the first column with a gap
+        raise InputError(f"{csv.path}: column {column!r} has an empty or NaN value in data "
+                         f"row {gaps[column].to_numpy().argmax() + 1}; set "
+                         f"generate.csv.missing to drop or interpolate to accept gaps")
+    return interpolate(table, gaps, csv)
+
+
+def interpolate(table: pd.DataFrame, gaps: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
+    """Return `table` with every gap filled linearly between its neighbours: x by row
+    position (an evenly sampled series), the other columns in x. A gap in the first or
+    last row has one neighbour only, and is an error."""
+    edges = gaps.iloc[[0, -1]].any()
+    if edges.any():
+        column = edges.idxmax()
+        row = 1 if gaps[column].iloc[0] else len(table)
+        raise InputError(f"{csv.path}: column {column!r} has a gap in data row {row}, at the "
+                         f"edge: generate.csv.missing = interpolate fills only gaps between "
+                         f"two values; use drop")
+    log.info("interpolated %d empty or NaN values (generate.csv.missing = interpolate)",
+             gaps.to_numpy().sum())
+    filled = table.copy()
+    filled[csv.x] = filled[csv.x].interpolate(method="linear")
+    check_increasing(filled, csv.x, csv.path)
+    x = filled[csv.x].to_numpy()
+    for column in filled.columns.drop(csv.x):
+        missing = gaps[column].to_numpy()
+        filled.loc[missing, column] = np.interp(x[missing], x[~missing],
+                                                filled[column].to_numpy()[~missing])
+    return filled
 
 
 def split_own_series(series: pd.DataFrame, csv: CsvParams,

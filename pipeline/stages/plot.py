@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from pipeline import paths, tracking
 from pipeline.cli import run_stage
-from pipeline.data import SERIES_COLUMNS
+from pipeline.data import input_columns
 from pipeline.errors import InputError
-from pipeline.io import atomic_path, read_table
+from pipeline.io import atomic_path, read_series, read_table
 from pipeline.params import load_params
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,10 @@ def new_axes(title: str, xlabel: str) -> tuple[Figure, object]:
 
 
 def series_figure(series: pd.DataFrame) -> Figure:
-    """Draw the input and target signals over x."""
+    """Draw the input signal(s) and the target over x."""
     figure, axes = new_axes("Training series", "x")
-    axes.plot(series["x"], series["input"], label="input")
+    for column in input_columns(list(series.columns)):
+        axes.plot(series["x"], series[column], label=column)
     axes.plot(series["x"], series["target"], label="target")
     axes.legend()
     return figure
@@ -92,7 +93,7 @@ def main() -> None:
     """Draw the figures into data/plots/ and log them to the run."""
     params = load_params()
     run_id = tracking.recorded_run_id()
-    drawn = draw(read_table(paths.TRAIN_SERIES, SERIES_COLUMNS),
+    drawn = draw(read_series(paths.TRAIN_SERIES),
                  read_table(paths.HISTORY, HISTORY_COLUMNS),
                  read_table(paths.PREDICTIONS, PREDICTION_COLUMNS), params.plot.start_points)
     with tracking.resumed_run(run_id):

@@ -11,28 +11,31 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.data import SERIES_COLUMNS, SPLITS, Series, cut_splits
+from pipeline.data import SPLITS, Series, cut_splits, input_columns
 from pipeline.errors import InputError
-from pipeline.io import read_table, write_arrays
+from pipeline.io import read_series, write_arrays
 from pipeline.params import load_params
 
 log = logging.getLogger(__name__)
 
 
-def read_series(path: Path, steps: int) -> Series:
-    """Read a series table; it must be long enough for one window."""
-    table = read_table(path, SERIES_COLUMNS)
+def read_windowable(path: Path, steps: int) -> Series:
+    """Read a series table as arrays; it must be long enough for one window."""
+    table = read_series(path)
     if len(table) <= steps:
         raise InputError(f"{path}: {len(table)} rows, too short for {steps}-step windows")
-    return {column: table[column].to_numpy(dtype=np.float64) for column in SERIES_COLUMNS}
+    inputs = input_columns(list(table.columns))
+    return {"x": table["x"].to_numpy(dtype=np.float64),
+            "input": table[inputs].to_numpy(dtype=np.float64),  # (points, k)
+            "target": table["target"].to_numpy(dtype=np.float64)}
 
 
 def main() -> None:
     """Read data/series/*.csv and write data/windows/windows.npz."""
     params = load_params()
     steps = params.window.steps
-    arrays = cut_splits(read_series(paths.TRAIN_SERIES, steps),
-                        read_series(paths.TEST_SERIES, steps), steps,
+    arrays = cut_splits(read_windowable(paths.TRAIN_SERIES, steps),
+                        read_windowable(paths.TEST_SERIES, steps), steps,
                         params.window.validation_fraction)
     write_arrays(arrays, paths.WINDOWS)
     log.info("wrote %s", ", ".join(
