@@ -126,3 +126,20 @@ def test_a_bad_input_gets_one_line_and_changes_nothing(
     (line,) = [line for line in done.stderr.splitlines() if "error" in line]
     assert line.endswith(f"error: {OWN}: {message}")
     assert {path: (tmp_path / path).read_bytes() for path in before} == before
+
+
+def test_the_sunspot_example_reads_as_the_readme_says(
+        tmp_path: Path, tiny_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "sunspots.csv"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs" / "examples").mkdir(parents=True)
+    (tmp_path / "docs" / "examples" / "sunspots.csv").write_bytes(example.read_bytes())
+    params = own_params(tiny_params, test_rows=60, path="docs/examples/sunspots.csv", x="year",
+                        input="sunspots", target="sunspots_in_11_years", missing="drop")
+    write_params(tmp_path, params)
+    generate.main()
+    train, test = pd.read_csv(TRAIN_SERIES), pd.read_csv(TEST_SERIES)
+    assert (len(train), len(test)) == (238, 60)  # 309 years, the last 11 without a target
+    assert (train["x"].iloc[0], test["x"].iloc[0], test["x"].iloc[-1]) == (1700, 1938, 1997)
+    assert train["input"].max() <= test["input"].max() == pytest.approx(190.2)
+    np.testing.assert_array_equal(train["target"][:-11], train["input"][11:])
