@@ -86,6 +86,9 @@ def test_sigterm_or_ctrl_c_during_training_ends_the_run_killed(
     output, _ = repro.communicate(timeout=60)
     assert repro.returncode != 0
     assert message in output and f"exited with {code}" in output
+    # Signs of life while it trained: the first epoch's line, with the time left.
+    (first,) = [line for line in output.splitlines() if "epoch 1/1000000: loss" in line]
+    assert "elapsed, about" in first and first.endswith(" left")
     assert client(repo).get_run(victim.info.run_id).info.status == "KILLED"
     assert not (repo / "data" / "model" / "model.keras").exists()
 

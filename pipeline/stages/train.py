@@ -3,7 +3,8 @@
 Writes the training model, the predictor (the same weights, decoding free-running), the
 per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
 add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
-`loss` and `val_loss` per epoch (logged live by MLflow's Keras callback), and both
+`loss` and `val_loss` per epoch (logged live by MLflow's Keras callback; epoch lines go to
+the stage's log), the machine's CPU and memory over time (MLflow's system metrics), and both
 models, logged with signatures and input examples: `model` takes [encoder_in, decoder_in]
 (teacher forcing), `predictor` maps input windows (batch, steps, k) to their
 free-running predictions (batch, steps, 1) and is registered as a new model version. Both
@@ -31,6 +32,7 @@ from pipeline.model import (
     steps_per_execution,
 )
 from pipeline.params import Params, load_params
+from pipeline.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,8 @@ def main() -> None:
         tracking.log_params(params.flat(paths.STAGES["train"].params))
         for name in SPLITS:
             logged.log_dataset(name, split_windows(arrays, name), SERIES_OF[name])
-        model, history = train_model(params, arrays, [MlflowCallback()])
+        model, history = train_model(params, arrays,
+                                     [MlflowCallback(), EpochProgress(params.train.epochs)])
         predictor = build_predictor(model)
         save(model, predictor, history)
         record = log_models(model, predictor, arrays, params.tracking.registered_model)
