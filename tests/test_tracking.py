@@ -55,6 +55,19 @@ def test_a_run_ends_finished_with_real_times_in_an_experiment_with_an_absolute_r
         assert second.info.experiment_id == experiment.experiment_id
 
 
+def test_a_training_run_records_the_machines_cpu_and_memory_over_time(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow samples every 10 s by default; a second here, so a short test sees samples.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    with tracking.training_run("exp") as opened:
+        wait_until(lambda: "system/cpu_utilization_percentage" in client().get_run(
+            opened.info.run_id).data.metrics, 30, "a CPU sample in the RUNNING run")
+    metrics = client().get_run(opened.info.run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        metrics)
+    assert metrics["system/system_memory_usage_megabytes"] > 0
+
+
 def test_a_resumed_run_ends_finished_again_with_a_later_end_time(root: Path) -> None:
     with tracking.training_run("exp") as opened:
         pass
