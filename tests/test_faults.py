@@ -121,7 +121,9 @@ def test_tracking_server_down_fails_fast_naming_the_uri(repo: Path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     start = time.monotonic()
     done = run([*DVC, "repro"], repo, check=False, env=env)
-    assert time.monotonic() - start < 15
+    # MLflow's own retries would take about 4 minutes; what is left is starting DVC and
+    # importing TensorFlow (up to 8 s alone on a busy day), so the bound is loose.
+    assert time.monotonic() - start < 60
     assert done.returncode != 0
     assert f"MLflow tracking server {uri} is not reachable" in done.stdout + done.stderr
     assert "train:" not in (repo / "dvc.lock").read_text()
