@@ -8,8 +8,9 @@ seed makes `points - steps` windows per series (it drops the last full one). The
 `validation_split` takes them; the test series gives the test windows.
 
 windows.npz stores, per split, only the stretch of series its windows cover (O(points),
-not O(points · steps)); `split_windows` turns it into arrays as strided views, without a
-Python loop or a copy per window. NumPy only: no TensorFlow, no MLflow.
+not O(points · steps)). Training and evaluation stream windows from those stretches
+(`split_stretch`, cut by pipeline.model); `split_windows` cuts a few chosen windows (or,
+on small series, all) as arrays. NumPy only: no TensorFlow, no MLflow.
 """
 
 import math
@@ -113,15 +114,31 @@ def scaling_statistics(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "target_mean": np.array([target.mean()]), "target_variance": np.array([target.var()])}
 
 
-def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
-    """Return one split's windows: encoder_in (windows, steps, k), decoder_in and target
-    (windows, steps, 1) as float32, x (windows, steps) and start (windows,), the index of
-    each window's first point.
+Stretch = tuple[np.ndarray, np.ndarray]  # a split's input (points, k), target (points,)
+
+
+def split_stretch(arrays: dict[str, np.ndarray], split: str) -> Stretch:
+    """Return one split's stretch of series as float32, the form windows are cut from."""
+    return (arrays[f"{split}.input"].astype(np.float32),
+            arrays[f"{split}.target"].astype(np.float32))
+
+
+def split_window_count(arrays: dict[str, np.ndarray], split: str) -> int:
+    """Return how many windows one split holds."""
+    return len(arrays[f"{split}.x"]) - int(arrays["steps"]) + 1
+
+
+def split_windows(arrays: dict[str, np.ndarray], split: str,
+                  which: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+    """Return one split's windows (`which`: their indices in the split, default all):
+    encoder_in (windows, steps, k), decoder_in and target (windows, steps, 1) as float32,
+    x (windows, steps) and start (windows,), the index of each window's first point.
+    Only the chosen windows are copied.
     """
     steps = int(arrays["steps"])
 
     def cut(column: str) -> np.ndarray:
-        return sliding_window_view(arrays[f"{split}.{column}"], steps, axis=0)
+        return sliding_window_view(arrays[f"{split}.{column}"], steps, axis=0)[which]
 
     target = cut("target").astype(np.float32)  # (windows, steps)
     return {
@@ -130,5 +147,6 @@ def split_windows(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.nda
         "decoder_in": shift_right(target)[..., None],
         "target": target[..., None],
         "x": cut("x"),
-        "start": int(arrays[f"{split}.first_window"]) + np.arange(len(target)),
+        "start": int(arrays[f"{split}.first_window"]) + np.arange(
+            split_window_count(arrays, split))[which],
     }

@@ -1,7 +1,8 @@
 """What a training run records besides params and metrics: its data and its models.
 
-Datasets: each split's windows as an MLflow dataset input, its digest the hash DVC
-records for the series file it came from, its source that file's path in the project.
+Datasets: each split's stretch of series (the points its windows are cut from) as an
+MLflow dataset input, its digest the hash DVC records for the series file it came from,
+its source that file's path in the project.
 Models: logged with MLflow's Keras flavor, a signature, an input example and explicit
 pip requirements; the predictor also becomes a new version of the registered model.
 """
@@ -23,14 +24,14 @@ from pipeline.io import dvc_md5
 DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
 
 
-def log_dataset(split: str, windows: dict[str, np.ndarray], source: Path) -> None:
-    """Record one split's windows as a dataset input of the active run."""
+def log_dataset(split: str, stretch: tuple[np.ndarray, np.ndarray], source: Path) -> None:
+    """Record one split's stretch of series, input (points, k) and target (points,), as a
+    dataset input of the active run."""
     with warnings.catch_warnings():
         # A relative path matches two of MLflow's local-file sources, and they are alike.
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
-        dataset = mlflow.data.from_numpy(windows["encoder_in"], source=str(source),
-                                         targets=windows["target"], name=split,
-                                         digest=dvc_md5(source))
+        dataset = mlflow.data.from_numpy(stretch[0], source=str(source), targets=stretch[1],
+                                         name=split, digest=dvc_md5(source))
     mlflow.log_input(dataset, context=DATASET_CONTEXTS[split])
 
 

@@ -12,7 +12,7 @@ predictor.
 """
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from pipeline.errors import InputError
+from pipeline.data import Stretch
+from pipeline.errors import InputError, ParamsError
 from pipeline.io import require
 from pipeline.params import TrainParams
 
@@ -39,7 +40,6 @@ ENCODER_RNN, DECODER_RNN, DECODER_OUTPUT = "encoder_rnn", "decoder_rnn", "decode
 INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING = ("input_scaling", "target_scaling",
                                                    "target_unscaling")
 
-Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # encoder_in, decoder_in, target
 
 
 def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Layer]:
@@ -110,13 +110,44 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
 
 
-def dataset(split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Return ((encoder_in, decoder_in), target) batches, reshuffled each epoch if seeded."""
-    encoder_in, decoder_in, target = split
-    data = tf.data.Dataset.from_tensor_slices(((encoder_in, decoder_in), target)).cache()
+def window_dataset(stretch: Stretch, steps: int, batch_size: int,
+                   shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch of
+    series by window index, reshuffled each epoch if seeded.
+
+    Memory stays O(points): only indices are shuffled, and each batch gathers its windows
+    when it is needed. The order and values equal shuffling materialised windows with the
+    same seed (tested), so training is what it was when windows were arrays.
+    """
+    inputs, target = tf.constant(stretch[0]), tf.constant(stretch[1])  # (points, k), (points,)
+    offsets = tf.range(steps, dtype=tf.int64)
+
+    def cut(starts: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+        index = starts[:, None] + offsets  # (batch, steps)
+        window_target = tf.gather(target, index)[..., None]  # (batch, steps, 1)
+        # Teacher forcing: the target shifted right by one step, 0 first.
+        decoder_in = tf.concat([tf.zeros_like(window_target[:, :1]), window_target[:, :-1]], 1)
+        return (tf.gather(inputs, index), decoder_in), window_target
+
+    count = len(stretch[1]) - steps + 1
+    starts = tf.data.Dataset.range(count)
     if shuffle_seed is not None:
-        data = data.shuffle(len(target), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        starts = starts.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return (starts.batch(batch_size)
+            .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def compiled_call(model: keras.Model) -> Callable[..., tf.Tensor]:
+    """Return `model`'s inference as one tf.function traced once for any batch size (a
+    None batch dimension: the last, smaller batch does not retrace)."""
+    specs = [tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in model.inputs]
+
+    @tf.function(input_signature=specs, reduce_retracing=True)
+    def call(*inputs: tf.Tensor) -> tf.Tensor:
+        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+    return call
 
 
 def steps_per_execution(windows: int, batch_size: int) -> int:
@@ -139,7 +170,7 @@ def without_graph_rewrites() -> Iterator[None]:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
 
 
-def fit(model: keras.Model, train: Split, validation: Split, params: TrainParams,
+def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainParams,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
     """Train `model` in place with Keras' `fit`; return its History.
 
@@ -150,11 +181,30 @@ def fit(model: keras.Model, train: Split, validation: Split, params: TrainParams
     stopping = [keras.callbacks.EarlyStopping(patience=params.early_stopping_patience,
                                               restore_best_weights=True)
                 ] if params.early_stopping_patience else []
+    steps = model.get_layer(ENCODER_IN).output.shape[1]
     with without_graph_rewrites():
-        return model.fit(dataset(train, params.batch_size, shuffle_seed=params.seed),
-                         validation_data=dataset(validation, params.batch_size),
+        return model.fit(window_dataset(train, steps, params.batch_size,
+                                        shuffle_seed=params.seed),
+                         validation_data=window_dataset(validation, steps, params.batch_size),
                          epochs=params.epochs, callbacks=[*stopping, *callbacks],
                          shuffle=False, verbose=0)  # the dataset shuffles itself
+
+
+def distribution(devices: str | int) -> tf.distribute.Strategy:
+    """Return the strategy `train.devices` asks for: `auto` mirrors training over every
+    GPU when there are several, N over the first N GPUs (or, without enough GPUs, logical
+    CPU devices), and one device is TensorFlow's default strategy."""
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if devices == "auto":
+        devices = max(len(gpus), 1)
+    if devices == 1:
+        return tf.distribute.get_strategy()
+    found = gpus if len(gpus) >= devices else [
+        device.name for device in tf.config.list_logical_devices("CPU")]
+    if len(found) < devices:
+        raise ParamsError(f"params.yaml: train.devices = {devices} is invalid: this machine "
+                          f"has {len(gpus)} GPU(s) and {len(found)} CPU device(s)")
+    return tf.distribute.MirroredStrategy(found[:devices])
 
 
 def load_model(path: Path) -> keras.Model:

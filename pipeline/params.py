@@ -48,6 +48,16 @@ def _column_names(value: Any) -> str | tuple[str, ...]:
     return value if isinstance(value, str) else tuple(names)
 
 
+def _devices(value: Any) -> str | int:
+    """Accept 'auto' or a whole number of devices, at least 1."""
+    if value == "auto" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError(value)
+
+
+Devices = Annotated[str | int, BeforeValidator(_devices),
+                    Field(description="must be 'auto' or a number of devices ≥ 1")]
+
 ColumnNames = Annotated[str | tuple[str, ...], BeforeValidator(_column_names),
                         Field(description="must be a column name or a list of distinct "
                                           "column names")]
@@ -128,12 +138,14 @@ class TrainParams(Section):
                                           description="must be in (0, 1]")]
     seed: Seed
     early_stopping_patience: Annotated[int, Field(ge=0, description="must be ≥ 0 (0 = off)")]
+    devices: Devices
 
 
 class EvaluateParams(Section):
     """The free-running evaluation."""
 
     batch_size: Annotated[int, at_least(1)]
+    sample_windows: Annotated[int, at_least(1)]
 
 
 class PlotParams(Section):
@@ -171,11 +183,14 @@ class Params(Section):
             return self.generate.source == "csv"
         return self.model.scaling == "standard"
 
-    def flat(self, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """Return the values of `sections` (default all) under dotted names, as
-        `section.key` or `section.group.key`."""
-        dumped = self.model_dump()
-        return _flatten({name: dumped[name] for name in sections or dumped})
+    def flat(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Return every value (or those of the sections or dotted keys in `names`) under
+        dotted names, as `section.key` or `section.group.key`."""
+        flat = _flatten(self.model_dump())
+        if names is None:
+            return flat
+        return {key: value for key, value in flat.items()
+                if any(key == name or key.startswith(f"{name}.") for name in names)}
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

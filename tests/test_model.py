@@ -6,8 +6,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import default_params
 
+from pipeline.data import cut_splits, split_stretch, split_windows
 from pipeline.errors import InputError
 from pipeline.model import (
     DECODER_OUTPUT,
@@ -16,8 +18,10 @@ from pipeline.model import (
     RNN_LAYERS,
     build_predictor,
     build_training_model,
+    compiled_call,
     fit,
     load_model,
+    window_dataset,
 )
 from pipeline.params import CELLS, TrainParams
 
@@ -101,10 +105,13 @@ def test_params_cell_names_are_the_cells_the_model_builds() -> None:
     assert set(CELLS) == set(RNN_LAYERS)
 
 
-def windows(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return random (encoder_in, decoder_in, target) windows."""
+def stretch(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return a random stretch of series, input (points, 1) and target, holding `count`
+    windows."""
     rng = np.random.default_rng(seed)
-    return tuple(rng.uniform(-1, 1, (count, STEPS, 1)).astype(np.float32) for _ in range(3))
+    points = count + STEPS - 1
+    return (rng.uniform(-1, 1, (points, 1)).astype(np.float32),
+            rng.uniform(-1, 1, points).astype(np.float32))
 
 
 def train_params(**changes: object) -> TrainParams:
@@ -132,7 +139,7 @@ def test_fit_drives_keras_callbacks_and_history() -> None:
     keras.utils.set_random_seed(3)
     model = build_training_model(STEPS, UNITS, 0.01)
     recorder = Recorder()
-    history = fit(model, windows(12, 0), windows(4, 1), train_params(epochs=3), [recorder])
+    history = fit(model, stretch(12, 0), stretch(4, 1), train_params(epochs=3), [recorder])
     assert history.epoch == [0, 1, 2]
     assert len(history.history["loss"]) == len(history.history["val_loss"]) == 3
     assert recorder.events == [("train_begin", None, ()),
@@ -145,7 +152,7 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     for _ in range(2):
         keras.utils.set_random_seed(5)
         model = build_training_model(STEPS, UNITS, 0.01)
-        fit(model, windows(12, 0), windows(4, 1), train_params(epochs=2, seed=5))
+        fit(model, stretch(12, 0), stretch(4, 1), train_params(epochs=2, seed=5))
         weights.append(model.get_weights())
     for first, second in zip(*weights, strict=True):
         np.testing.assert_array_equal(first, second)
@@ -155,12 +162,11 @@ def test_early_stopping_stops_and_keeps_the_best_val_loss_weights() -> None:
     keras.utils.set_random_seed(1)
     # A learning rate far too high makes val_loss worse soon: training must stop early.
     model = build_training_model(STEPS, UNITS, 1.0)
-    history = fit(model, windows(12, 0), windows(4, 1),
+    history = fit(model, stretch(12, 0), stretch(4, 1),
                   train_params(epochs=60, early_stopping_patience=2))
     val_loss = history.history["val_loss"]
     assert len(val_loss) < 60
-    validation = windows(4, 1)
-    kept = model.evaluate(list(validation[:2]), validation[2], verbose=0)
+    kept = model.evaluate(window_dataset(stretch(4, 1), STEPS, 4), verbose=0)
     assert kept == pytest.approx(min(val_loss), rel=1e-4)
 
 
@@ -169,7 +175,7 @@ def test_saved_predictor_loads_in_safe_mode_and_predicts_the_same(
     predictor = build_predictor(model)
     predictor.save(tmp_path / "predictor.keras")
     loaded = load_model(tmp_path / "predictor.keras")
-    encoder_in = windows(3, 4)[0]
+    encoder_in = np.random.default_rng(4).uniform(-1, 1, (3, STEPS, 1)).astype(np.float32)
     np.testing.assert_allclose(predict(loaded, encoder_in), predict(predictor, encoder_in),
                                atol=1e-6)
 
@@ -179,3 +185,47 @@ def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"PK not really a zip")
     with pytest.raises(InputError, match=r"model.keras: damaged or not a Keras model"):
         load_model(path)
+
+
+def small_arrays(inputs: int = 2) -> dict[str, np.ndarray]:
+    """Return windows.npz arrays of a 40-point series with `inputs` input columns."""
+    rng = np.random.default_rng(8)
+    series = {"x": np.arange(40.0), "input": rng.normal(size=(40, inputs)),
+              "target": rng.normal(size=40)}
+    return cut_splits(series, {**series, "x": series["x"] + 40}, STEPS, 0.25)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_streamed_windows_equal_the_arrays_of_every_split(split: str) -> None:
+    arrays = small_arrays()
+    expected = split_windows(arrays, split)
+    batches = list(window_dataset(split_stretch(arrays, split), STEPS, 4))
+    for position, name in ((0, "encoder_in"), (1, "decoder_in")):
+        streamed = np.concatenate([inputs[position].numpy() for inputs, _ in batches])
+        np.testing.assert_array_equal(streamed, expected[name])
+    np.testing.assert_array_equal(np.concatenate([target.numpy() for _, target in batches]),
+                                  expected["target"])
+
+
+def test_the_seeded_shuffle_is_that_of_the_materialised_windows() -> None:
+    arrays = small_arrays()
+    windows = split_windows(arrays, "train")
+    keras.utils.set_random_seed(3)
+    materialised = tf.data.Dataset.from_tensor_slices(
+        ((windows["encoder_in"], windows["decoder_in"]), windows["target"])).shuffle(
+        len(windows["target"]), seed=9, reshuffle_each_iteration=True).batch(4)
+    keras.utils.set_random_seed(3)
+    streamed = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=9)
+    for _ in range(2):  # two epochs: reshuffled alike
+        for (old_inputs, old_target), (new_inputs, new_target) in zip(
+                materialised, streamed, strict=True):
+            np.testing.assert_array_equal(old_inputs[0].numpy(), new_inputs[0].numpy())
+            np.testing.assert_array_equal(old_target.numpy(), new_target.numpy())
+
+
+def test_the_compiled_call_traces_once_for_every_batch_size(model: keras.Model) -> None:
+    call = compiled_call(build_predictor(model))
+    for batch in (7, 3, 1, 7):
+        encoder_in = np.zeros((batch, STEPS, 1), np.float32)
+        assert call(encoder_in).shape == (batch, STEPS, 1)
+    assert call.experimental_get_tracing_count() == 1

@@ -20,14 +20,22 @@ from mlflow.keras import MlflowCallback
 
 from pipeline import logged, paths, tracking
 from pipeline.cli import run_stage
-from pipeline.data import ARRAY_NAMES, SPLITS, input_count, scaling_statistics, split_windows
+from pipeline.data import (
+    ARRAY_NAMES,
+    SPLITS,
+    input_count,
+    scaling_statistics,
+    split_stretch,
+    split_window_count,
+    split_windows,
+)
 from pipeline.io import atomic_path, read_arrays, write_json, write_table
 from pipeline.model import (
     DECODER_IN,
     ENCODER_IN,
-    Split,
     build_predictor,
     build_training_model,
+    distribution,
     fit,
     steps_per_execution,
 )
@@ -41,12 +49,6 @@ SERIES_OF = {"train": paths.TRAIN_SERIES, "validation": paths.TRAIN_SERIES,
              "test": paths.TEST_SERIES}
 
 
-def split(arrays: dict[str, np.ndarray], name: str) -> Split:
-    """Return one split's (encoder_in, decoder_in, target) arrays."""
-    windows = split_windows(arrays, name)
-    return windows["encoder_in"], windows["decoder_in"], windows["target"]
-
-
 def history_table(history: keras.callbacks.History) -> pd.DataFrame:
     """Return Keras' History as the table DVC plots: epoch, loss, val_loss."""
     return pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
@@ -57,13 +59,17 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
                 callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, pd.DataFrame]:
     """Build a seeded model and fit it; return it and its history."""
     keras.utils.set_random_seed(params.train.seed)
-    train, validation = split(arrays, "train"), split(arrays, "validation")
-    model = build_training_model(params.window.steps, params.model.units,
-                                 params.train.learning_rate, params.model.cell,
-                                 steps_per_execution=steps_per_execution(
-                                     len(train[0]), params.train.batch_size),
-                                 inputs=input_count(arrays),
-                                 scaling=scaling_statistics(arrays) if params.scales() else None)
+    train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
+    strategy = distribution(params.train.devices)
+    # Keras' multi-step loop fails under MirroredStrategy (TensorFlow 2.21: "You must feed
+    # a value for placeholder tensor"): one batch per call there.
+    batches_per_call = 1 if strategy.num_replicas_in_sync > 1 else steps_per_execution(
+        split_window_count(arrays, "train"), params.train.batch_size)
+    with strategy.scope():  # the model's variables on every device used
+        model = build_training_model(
+            params.window.steps, params.model.units, params.train.learning_rate,
+            params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
+            scaling=scaling_statistics(arrays) if params.scales() else None)
     return model, history_table(fit(model, train, validation, params.train, callbacks))
 
 
@@ -79,8 +85,8 @@ def log_models(model: keras.Model, predictor: keras.Model, arrays: dict[str, np.
                registered_model: str) -> dict[str, str]:
     """Log both models, two validation windows as their examples, and register the
     predictor; return their URIs and its version, as run.json records them."""
-    encoder_in, decoder_in, _ = split(arrays, "validation")
-    encoder_in, decoder_in = encoder_in[:2], decoder_in[:2]
+    examples = split_windows(arrays, "validation", slice(0, 2))
+    encoder_in, decoder_in = examples["encoder_in"], examples["decoder_in"]
     trained = logged.log_keras_model(model, "model",
                                      {ENCODER_IN: encoder_in, DECODER_IN: decoder_in})
     served = logged.log_keras_model(predictor, "predictor", encoder_in, registered_model)
@@ -98,7 +104,7 @@ def main() -> None:
     with tracking.training_run(params.tracking.experiment) as run:
         tracking.log_params(params.flat(paths.STAGES["train"].params))
         for name in SPLITS:
-            logged.log_dataset(name, split_windows(arrays, name), SERIES_OF[name])
+            logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
         model, history = train_model(params, arrays,
                                      [MlflowCallback(), EpochProgress(params.train.epochs)])
         predictor = build_predictor(model)
