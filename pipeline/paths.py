@@ -25,7 +25,7 @@ RUN = MODEL_DIR / "run.json"  # the MLflow run that evaluate and plot add to
 
 METRICS_DIR = DATA / "metrics"
 METRICS = METRICS_DIR / "metrics.json"
-PREDICTIONS = METRICS_DIR / "predictions.csv"  # one row per decoded window step
+PREDICTIONS = METRICS_DIR / "predictions.csv"  # one row per step of a few chosen windows
 
 PLOTS_DIR = DATA / "plots"
 SERIES_PLOT = PLOTS_DIR / "series.png"
@@ -41,7 +41,8 @@ OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
 
 @dataclass(frozen=True)
 class StageIO:
-    """The data files and params sections one stage reads, and the files it writes."""
+    """The data files and params (sections, or single dotted keys) one stage reads, and the
+    files it writes."""
 
     reads: tuple[Path, ...]
     params: tuple[str, ...]
@@ -62,8 +63,9 @@ STAGES: dict[str, StageIO] = {
         params=("generate", "window", "model", "train", "tracking"),
         writes=(MODEL, PREDICTOR, HISTORY, RUN),
     ),
+    # evaluate puts the windows plot draws into predictions.csv.
     "evaluate": StageIO(
-        reads=(WINDOWS, MODEL, PREDICTOR, RUN), params=("evaluate",),
+        reads=(WINDOWS, MODEL, PREDICTOR, RUN), params=("evaluate", "plot.start_points"),
         writes=(METRICS, PREDICTIONS),
     ),
     "plot": StageIO(

@@ -60,3 +60,25 @@ class EpochProgress(keras.callbacks.Callback):
         log.info("epoch %d/%d: %s; %s elapsed, %s", done, self.epochs, values,
                  duration(elapsed), left)
         self.logged_epoch, self.logged_at = epoch, now
+
+
+class WorkProgress:
+    """Count work done out of a known total; log `what done/total, elapsed, left` at most
+    every `interval` seconds, the first line only once the work has taken that long."""
+
+    def __init__(self, total: int, what: str, interval: float = INTERVAL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.what, self.interval, self.clock = total, what, interval, clock
+        self.done = 0
+        self.started = self.logged_at = clock()
+
+    def advance(self, count: int) -> None:
+        """Add `count` units of work done, and say so if a line is due."""
+        self.done += count
+        now = self.clock()
+        if now - self.logged_at >= self.interval:
+            elapsed = now - self.started
+            left = elapsed / self.done * (self.total - self.done)
+            log.info("%s %d/%d (%.0f%%), %s elapsed, about %s left", self.what, self.done,
+                     self.total, 100 * self.done / self.total, duration(elapsed), duration(left))
+            self.logged_at = now

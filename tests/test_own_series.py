@@ -9,12 +9,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run, with_overrides, write_params
+from conftest import run, tabled_test_windows, with_overrides, write_params
 
-from pipeline.data import ARRAY_NAMES, split_windows
 from pipeline.errors import InputError
-from pipeline.io import read_arrays
-from pipeline.paths import PREDICTIONS, RUN, TEST_SERIES, TRAIN_SERIES, WINDOWS
+from pipeline.paths import RUN, TEST_SERIES, TRAIN_SERIES
 from pipeline.stages import generate
 
 OWN = Path("data", "own", "series.csv")
@@ -161,11 +159,10 @@ def check_served_in_the_users_units(repo: Path) -> None:
     info = mlflow.models.get_model_info(record["predictor_uri"])
     (spec,) = info.signature.inputs.inputs
     assert spec.shape == (-1, 8, 2)
-    windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")["encoder_in"]
+    windows, expected = tabled_test_windows(repo)
+    assert windows.shape[2] == 2
     predicted = mlflow.pyfunc.load_model(record["predictor_uri"]).predict(windows)
-    table = pd.read_csv(repo / PREDICTIONS)
-    expected = table[table["split"] == "test"]["prediction"].to_numpy()
-    np.testing.assert_allclose(np.asarray(predicted).ravel(), expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(predicted), expected, rtol=1e-5, atol=1e-3)
     assert 100 < np.median(expected) < 500  # the target's units, not standardised ones
     run_params = mlflow.get_run(record["run_id"]).data.params
     assert run_params["generate.csv.missing"] == "interpolate"

@@ -31,6 +31,9 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     assert flat["tracking.experiment"] == params.tracking.experiment
     assert set(params.flat(("model",))) == {"model.cell", "model.units", "model.scaling"}
     assert flat["generate.csv.test_rows"] == params.generate.csv.test_rows  # nested: dotted
+    assert params.flat(("evaluate", "plot.start_points")) == {  # a section, and one key
+        "evaluate.batch_size": 1024, "evaluate.sample_windows": 8,
+        "plot.start_points": (0, 24, 49, 74)}
     leaves = [value for section in default_params().values() for value in section.values()]
     count = sum(len(value) if isinstance(value, dict) else 1 for value in leaves)
     assert len(flat) == count
@@ -96,6 +99,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"generate": {"csv": {"path": "a.csv", "x": "t", "input": "u", "test_rows": 9}}},
      "missing key generate.csv.target"),
     ({"tracking": {"registered_model": ""}}, "tracking.registered_model = '' is invalid"),
+    ({"train": {"devices": 0}}, "train.devices = 0 is invalid: must be 'auto' or a number"),
+    ({"train": {"devices": "all"}}, "train.devices = 'all' is invalid: must be 'auto' or a"),
+    ({"evaluate": {"sample_windows": 0}}, "evaluate.sample_windows = 0 is invalid: must be ≥ 1"),
     ({"model": {"scaling": "minmax"}},
      "model.scaling = 'minmax' is invalid: must be 'auto', 'standard' or 'none'"),
     ({"generate": {"csv": csv(missing="fill")}},

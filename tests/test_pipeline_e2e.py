@@ -10,16 +10,13 @@ from typing import Any
 import mlflow
 import mlflow.keras
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from conftest import run, stage_pids, with_overrides, write_params
+from conftest import run, stage_pids, tabled_test_windows, with_overrides, write_params
 from mlflow.tracking import MlflowClient
 
-from pipeline.data import ARRAY_NAMES, split_windows
-from pipeline.io import read_arrays
 from pipeline.params import parse_params
-from pipeline.paths import METRICS, PREDICTIONS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES, WINDOWS
+from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
 
 pytestmark = pytest.mark.slow
 
@@ -249,7 +246,7 @@ assert not any(name == "pipeline" or name.startswith("pipeline.") for name in sy
 def check_predictor_serves_without_the_project(repo: Path, scratch: Path) -> None:
     """Load the logged predictor through pyfunc in an isolated interpreter outside the repo."""
     record = json.loads((repo / RUN).read_text())
-    windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")["encoder_in"]
+    windows, expected = tabled_test_windows(repo)
     np.save(scratch / "windows.npy", windows)
     outside = scratch / "elsewhere"
     outside.mkdir()
@@ -257,10 +254,8 @@ def check_predictor_serves_without_the_project(repo: Path, scratch: Path) -> Non
          record["predictor_uri"], str(scratch / "windows.npy"),
          str(scratch / "predicted.npy")], outside)
     predicted = np.load(scratch / "predicted.npy")
-    table = pd.read_csv(repo / PREDICTIONS)
-    expected = table[table["split"] == "test"]["prediction"].to_numpy()
     assert predicted.shape == windows.shape
-    np.testing.assert_allclose(predicted.ravel(), expected, atol=1e-5)
+    np.testing.assert_allclose(predicted, expected, atol=1e-5)
 
 
 def test_after_a_store_reset_a_forced_repro_logs_a_new_run(repo: Path,

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from pipeline.progress import EpochProgress, duration
+from pipeline.progress import EpochProgress, WorkProgress, duration
 
 
 class Clock:
@@ -65,3 +65,21 @@ def test_early_stopping_logs_the_epoch_it_stopped_at(caplog: pytest.LogCaptureFi
                                                (7560, "2.1 h")])
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_work_progress_speaks_only_once_the_work_has_taken_an_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    with caplog.at_level(logging.INFO):
+        quick = WorkProgress(1000, "decoded windows", clock=clock)
+        for _ in range(10):
+            clock.now += 0.5
+            quick.advance(100)
+        assert not lines(caplog)  # 5 s of work: nothing to say
+        slow = WorkProgress(1000, "decoded windows", clock=clock)
+        for _ in range(10):
+            clock.now += 4.0
+            slow.advance(100)
+    logged = lines(caplog)
+    assert logged[0] == "decoded windows 300/1000 (30%), 12 s elapsed, about 28 s left"
+    assert len(logged) == 3  # at 12, 24 and 36 s

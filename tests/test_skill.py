@@ -1,12 +1,30 @@
-"""Baselines and skill: naive predictors on the same windows, computed here by hand."""
+"""Scores summed batch by batch: baselines and skill against a computation by hand, and
+the streamed evaluation against a direct one."""
 
 import logging
 
+import keras
 import numpy as np
 import pytest
 
-from pipeline.data import cut_splits, split_windows
-from pipeline.stages.evaluate import skill_metrics, summary, warn_if_worse_than_the_mean
+from pipeline.data import SPLITS, cut_splits, scaling_statistics, split_windows
+from pipeline.metrics import SplitScores
+from pipeline.model import build_predictor, build_training_model
+from pipeline.params import parse_params
+from pipeline.stages.evaluate import predictions, score, summary, warn_if_worse_than_the_mean
+
+
+def skill_metrics(model_mse: float, windows: dict[str, np.ndarray],
+                  target_mean: float) -> dict[str, float]:
+    """Return the baselines' and skill scores of a model whose error is √model_mse at every
+    step, the windows added in two batches."""
+    scores = SplitScores(target_mean)
+    for part in (slice(0, 1), slice(1, None)):
+        target = windows["target"][part]
+        scores.add(windows["encoder_in"][part], target, target + np.sqrt(model_mse), target)
+    found = scores.metrics()
+    assert found["free_run_mse"] == pytest.approx(model_mse)
+    return {key: value for key, value in found.items() if key.startswith(("baseline", "skill"))}
 
 
 def small_split() -> dict[str, np.ndarray]:
@@ -85,3 +103,44 @@ def test_the_log_line_gives_the_mse_and_the_skill() -> None:
                             "baseline_mean_mse": 1.0, "skill_vs_mean": 0.75})
     assert line == ("test: free-running MSE 0.25, skill 0.75 vs mean (MSE 1); "
                     "teacher-forced MSE 0.1")
+
+
+def test_streamed_scores_equal_a_direct_computation_over_all_windows() -> None:
+    rng = np.random.default_rng(5)
+    series = {"x": np.arange(60.0), "input": rng.normal(size=60), "target": rng.normal(size=60)}
+    arrays = cut_splits(series, {**series, "input": series["input"] * 2}, 6, 0.25)
+    keras.utils.set_random_seed(2)
+    model = build_training_model(6, 4, 0.01, scaling=scaling_statistics(arrays))
+    predictor = build_predictor(model)
+    streamed = score(model, predictor, arrays, batch_size=7)  # batches cut across windows
+    mean = float(scaling_statistics(arrays)["target_mean"][0])
+    for split in SPLITS:
+        windows = split_windows(arrays, split)
+        error = keras.ops.convert_to_numpy(predictor(windows["encoder_in"])).astype(
+            np.float64) - windows["target"]
+        assert streamed[split]["free_run_mse"] == pytest.approx(np.mean(error**2), rel=1e-6)
+        assert streamed[split]["free_run_mae"] == pytest.approx(np.mean(np.abs(error)), rel=1e-6)
+        assert streamed[split]["free_run_max_abs_error"] == pytest.approx(np.abs(error).max())
+        forced = keras.ops.convert_to_numpy(model([windows["encoder_in"], windows["decoder_in"]]))
+        assert streamed[split]["teacher_forced_mse"] == pytest.approx(
+            np.mean((forced.astype(np.float64) - windows["target"]) ** 2), rel=1e-6)
+        baseline = np.mean((mean - windows["target"].astype(np.float64)) ** 2)
+        assert streamed[split]["baseline_mean_mse"] == pytest.approx(baseline, rel=1e-6)
+        assert streamed[split]["skill_vs_mean"] == pytest.approx(
+            1 - np.mean(error**2) / baseline, rel=1e-6)
+
+
+@pytest.mark.parametrize("points", [200, 200_000])
+def test_the_prediction_table_stays_bounded_whatever_the_series_length(
+        points: int, tiny_params: dict) -> None:
+    x = np.arange(float(points))
+    series = {"x": x, "input": np.sin(x / 7), "target": np.cos(x / 7)}
+    arrays = cut_splits(series, series, 8, 0.2)
+    params = parse_params(tiny_params)  # 8 steps, 8 sample windows, start points 0 and 20
+    table = predictions(build_predictor(build_training_model(8, 4, 0.01)), arrays, params)
+    per_split = table.groupby("split")["window"].unique()
+    assert len(table) <= (3 * params.evaluate.sample_windows + 2) * 8  # rows: window steps
+    assert {0, 20} <= set(np.concatenate([per_split["train"], per_split["validation"]]))
+    test_windows = sorted(per_split["test"])
+    assert len(test_windows) == params.evaluate.sample_windows
+    assert (test_windows[0], test_windows[-1]) == (0, points - 9)  # first and last window

@@ -1,13 +1,13 @@
 """Stage `evaluate`: measure the saved models teacher-forced and free-running.
 
 Free-running is how the model is used: each output is fed back as the next decoder
-input, so errors compound. It runs the saved predictor, the artifact logged and served,
-on all windows of all splits in one batched call; the metrics cover every split, the
-held-out test series included, and the per-window predictions feed `plot` and
-`dvc plots`. Beside them stand naive predictors on the same windows and the model's skill
-against each (1 − model MSE / baseline MSE: above 0 beats it), so "is it any good?" has
-an answer. The metrics go to the run and, as tags, to the predictor's registered model
-version.
+input, so errors compound. It streams every window of every split, in batches, through
+the saved predictor (the artifact logged and served) and the training model, and sums
+their scores with naive baselines' on the same windows (pipeline.metrics): the metrics
+cover every window, yet no split's predictions are held whole. predictions.csv, which
+`plot` and `dvc plots` draw, holds a bounded set of windows: the `plot.start_points` and
+`evaluate.sample_windows` spread evenly over each split. The metrics go to the run and,
+as tags, to the predictor's registered model version.
 """
 
 import logging
@@ -19,60 +19,57 @@ import pandas as pd
 
 from pipeline import paths, registry, tracking
 from pipeline.cli import run_stage
-from pipeline.data import ARRAY_NAMES, SPLITS, scaling_statistics, split_windows
+from pipeline.data import (
+    ARRAY_NAMES,
+    SPLITS,
+    scaling_statistics,
+    split_stretch,
+    split_window_count,
+    split_windows,
+)
 from pipeline.io import read_arrays, write_json, write_table
-from pipeline.model import load_model
-from pipeline.params import load_params
+from pipeline.metrics import BASELINES, SplitScores
+from pipeline.model import compiled_call, load_model, window_dataset
+from pipeline.params import Params, load_params
+from pipeline.progress import WorkProgress
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("mean", "last_input", "input")  # see `baselines`
+Arrays = dict[str, np.ndarray]
 
 
-def errors(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Return `predicted` - `target` in float64."""
-    return predicted.astype(np.float64) - target.astype(np.float64)
-
-
-def error_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, float]:
-    """Return MSE, MAE and max absolute error of `predicted` against `target`."""
-    error = errors(predicted, target)
-    return {f"{prefix}_mse": float(np.mean(error**2)),
-            f"{prefix}_mae": float(np.mean(np.abs(error))),
-            f"{prefix}_max_abs_error": float(np.max(np.abs(error)))}
-
-
-def baselines(windows: dict[str, np.ndarray], target_mean: float) -> dict[str, np.ndarray]:
-    """Return naive predictions of the windows' targets (windows, steps, 1), by name.
-
-    `mean`: always the training target's mean. With one input column, in the target's
-    units when the input is the target's own history: `last_input`, the window's last
-    input value carried forward (the naive forecast), and `input`, the input window itself
-    (the seasonal naive forecast when the target is the input a season later).
-    """
-    target, encoder_in = windows["target"], windows["encoder_in"]
-    naive = {"mean": np.full_like(target, target_mean)}
-    if encoder_in.shape[2] == 1:
-        naive["last_input"] = np.broadcast_to(encoder_in[:, -1:, :], target.shape)
-        naive["input"] = encoder_in
-    return naive
-
-
-def skill_metrics(free_run_mse: float, windows: dict[str, np.ndarray],
-                  target_mean: float) -> dict[str, float]:
-    """Return each baseline's MSE and the model's skill against it, 1 − MSE / baseline's
-    (no skill against a baseline that is exact)."""
-    metrics = {}
-    for name, predicted in baselines(windows, target_mean).items():
-        baseline = float(np.mean(errors(predicted, windows["target"]) ** 2))
-        metrics[f"baseline_{name}_mse"] = baseline
-        if baseline > 0:
-            metrics[f"skill_vs_{name}"] = 1.0 - free_run_mse / baseline
+def score(model: keras.Model, predictor: keras.Model, arrays: Arrays,
+          batch_size: int) -> dict[str, dict[str, float]]:
+    """Return every split's scores, streaming its windows through both models."""
+    free_run, teacher_forced = compiled_call(predictor), compiled_call(model)
+    steps, target_mean = int(arrays["steps"]), float(scaling_statistics(arrays)["target_mean"][0])
+    counts = {split: split_window_count(arrays, split) for split in SPLITS}
+    log.info("decoding %d windows (%s) in batches of %d", sum(counts.values()),
+             ", ".join(f"{split} {count}" for split, count in counts.items()), batch_size)
+    progress, metrics = WorkProgress(sum(counts.values()), "decoded windows"), {}
+    for split in SPLITS:
+        scores = SplitScores(target_mean)
+        for (encoder_in, decoder_in), target in window_dataset(split_stretch(arrays, split),
+                                                               steps, batch_size):
+            scores.add(encoder_in.numpy(), target.numpy(), free_run(encoder_in).numpy(),
+                       teacher_forced(encoder_in, decoder_in).numpy())
+            progress.advance(len(target))
+        metrics[split] = scores.metrics()
     return metrics
 
 
-def prediction_table(split: str, windows: dict[str, np.ndarray],
-                     predicted: np.ndarray) -> pd.DataFrame:
+def table_windows(arrays: Arrays, split: str, sample: int,
+                  start_points: tuple[int, ...]) -> np.ndarray:
+    """Return the indices, within `split`, of the windows predictions.csv shows: `sample`
+    spread evenly, and for the training series the `start_points` it holds."""
+    count, first = split_window_count(arrays, split), int(arrays[f"{split}.first_window"])
+    spread = np.linspace(0, count - 1, min(sample, count)).round()
+    starts = [] if split == "test" else [point - first for point in start_points
+                                         if first <= point < first + count]
+    return np.unique(np.concatenate([spread, starts])).astype(int)
+
+
+def prediction_table(split: str, windows: Arrays, predicted: np.ndarray) -> pd.DataFrame:
     """Return one row per (window, step): where it lies, the truth and the prediction."""
     count, steps = windows["x"].shape
     return pd.DataFrame({
@@ -85,26 +82,15 @@ def prediction_table(split: str, windows: dict[str, np.ndarray],
     })
 
 
-def evaluate(model: keras.Model, predictor: keras.Model,
-             splits: dict[str, dict[str, np.ndarray]], batch_size: int, target_mean: float
-             ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
-    """Return metrics per split (the baselines' and skill among them) and the free-running
-    predictions of every window."""
-    encoder_in, decoder_in = (np.concatenate([windows[name] for windows in splits.values()])
-                              for name in ("encoder_in", "decoder_in"))
-    bounds = np.cumsum([len(windows["start"]) for windows in splits.values()])[:-1]
-    free_running = np.split(predictor.predict(encoder_in, batch_size=batch_size, verbose=0),
-                            bounds)
-    forced = np.split(model.predict([encoder_in, decoder_in], batch_size=batch_size,
-                                    verbose=0), bounds)
-    metrics, tables = {}, []
-    for index, (split, windows) in enumerate(splits.items()):
-        metrics[split] = {**error_metrics(forced[index], windows["target"], "teacher_forced"),
-                          **error_metrics(free_running[index], windows["target"], "free_run")}
-        metrics[split].update(skill_metrics(metrics[split]["free_run_mse"], windows,
-                                            target_mean))
-        tables.append(prediction_table(split, windows, free_running[index]))
-    return metrics, pd.concat(tables, ignore_index=True)
+def predictions(predictor: keras.Model, arrays: Arrays, params: Params) -> pd.DataFrame:
+    """Return the free-running predictions of the windows `table_windows` picks."""
+    tables = []
+    for split in SPLITS:
+        windows = split_windows(arrays, split, table_windows(
+            arrays, split, params.evaluate.sample_windows, params.plot.start_points))
+        predicted = keras.ops.convert_to_numpy(predictor(windows["encoder_in"]))
+        tables.append(prediction_table(split, windows, predicted))
+    return pd.concat(tables, ignore_index=True)
 
 
 def main() -> None:
@@ -113,15 +99,12 @@ def main() -> None:
     run_id = tracking.recorded_run_id()
     name, version = tracking.recorded_version()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
-    splits = {split: split_windows(arrays, split) for split in SPLITS}
     model, predictor = load_model(paths.MODEL), load_model(paths.PREDICTOR)
     with tracking.resumed_run(run_id):
         tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
-        target_mean = float(scaling_statistics(arrays)["target_mean"][0])
-        metrics, predictions = evaluate(model, predictor, splits, params.evaluate.batch_size,
-                                        target_mean)
+        metrics = score(model, predictor, arrays, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
-        write_table(predictions, paths.PREDICTIONS)
+        write_table(predictions(predictor, arrays, params), paths.PREDICTIONS)
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
         mlflow.log_metrics(flat)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -22,6 +23,9 @@ from pipeline.params import load_params
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")
+# Beyond this many points a signal is drawn as its envelope: the figure stays fast to draw
+# and to read at any series length.
+MAX_DRAWN_POINTS = 4000
 PREDICTION_COLUMNS = ("window", "step", "x", "target", "prediction")
 
 
@@ -34,12 +38,25 @@ def new_axes(title: str, xlabel: str) -> tuple[Figure, object]:
     return figure, axes
 
 
+def draw_signal(axes: object, x: pd.Series, values: pd.Series, label: str,
+                **style: str) -> None:
+    """Draw a signal as a line, or past MAX_DRAWN_POINTS as the band between its lowest
+    and highest value in each of MAX_DRAWN_POINTS / 2 bins (a long series' envelope)."""
+    if len(values) <= MAX_DRAWN_POINTS:
+        axes.plot(x, values, label=label, **style)
+        return
+    bins = np.arange(len(values)) * (MAX_DRAWN_POINTS // 2) // len(values)
+    grouped = pd.DataFrame({"x": x.to_numpy(), "v": values.to_numpy(), "bin": bins}
+                           ).groupby("bin")
+    axes.fill_between(grouped["x"].mean(), grouped["v"].min(), grouped["v"].max(),
+                      label=f"{label} (range per bin)", alpha=0.6)
+
+
 def series_figure(series: pd.DataFrame) -> Figure:
     """Draw the input signal(s) and the target over x."""
     figure, axes = new_axes("Training series", "x")
-    for column in input_columns(list(series.columns)):
-        axes.plot(series["x"], series[column], label=column)
-    axes.plot(series["x"], series["target"], label="target")
+    for column in (*input_columns(list(series.columns)), "target"):
+        draw_signal(axes, series["x"], series[column], column)
     axes.legend()
     return figure
 
@@ -59,11 +76,15 @@ def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
     """Draw the free-running prediction of each start window against the true target."""
     figure, axes = new_axes(f"Predictions from windows {', '.join(map(str, start_points))}",
                             "x")
+    drawn = predictions[predictions["window"].isin(start_points)]
     for index, start in enumerate(start_points):
-        window = predictions[predictions["window"] == start].sort_values("step")
+        window = drawn[drawn["window"] == start].sort_values("step")
         axes.plot(window["x"], window["prediction"], color="red",
                   label="free-running prediction" if index == 0 else None)
-    axes.plot(series["x"], series["target"], color="blue", linestyle="dashed", label="target")
+    # The target where the drawn windows lie (all of the seed's short series).
+    shown = series[series["x"].between(drawn["x"].min(), drawn["x"].max())
+                   ] if len(series) > MAX_DRAWN_POINTS else series
+    draw_signal(axes, shown["x"], shown["target"], "target", color="blue", linestyle="dashed")
     axes.legend()
     return figure
 
