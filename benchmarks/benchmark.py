@@ -1,6 +1,7 @@
 """Benchmark: the project against the seed's own way, measured in one run.
 
     python -m benchmarks.benchmark [--seeds 3] [--seed-windows 0] [--no-scale]
+                                   [--stages-at-scale 6]
 
 Copies the project into a temporary git+DVC repo, runs `dvc repro` there on default
 params, then times each measure in its own process (wall time, peak memory) and prints a
@@ -247,6 +248,45 @@ def mlflow_seconds(profile: Path) -> float:
     return total
 
 
+SEED_SPACING_PI = 6 / 99  # the seed's x step, in units of π
+
+
+def scale_overrides(points: int) -> dict[str, dict[str, Any]]:
+    """Params for a long sin→cos series at the seed's spacing, its test series 10 % of it,
+    one epoch at batch 256."""
+    test_points = points // 10
+    return {"generate": {"points": points, "x_stop_pi": -3 + SEED_SPACING_PI * (points - 1),
+                         "test_points": test_points, "test_x_start_pi": 3.1,
+                         "test_x_stop_pi": 3.1 + SEED_SPACING_PI * (test_points - 1)},
+            "train": {"epochs": 1, "batch_size": 256}, "evaluate": {"batch_size": 8192}}
+
+
+def folder_mb(folder: Path, skip: str | None = None) -> float:
+    """Return the size of the files under `folder` in MB, leaving out paths holding `skip`."""
+    return sum(path.stat().st_size for path in folder.rglob("*")
+               if path.is_file() and not (skip and skip in path.parts)) / 1e6
+
+
+def scale_stage_table(lengths: list[int]) -> str:
+    """Run every stage, each as `dvc repro` runs it, on series of each length: wall time,
+    peak memory; then the size of what people read and of the run's artifacts."""
+    lines = ["| training points | stage | wall, s | peak MB |", "|---|---|---|---|"]
+    sizes = ["| training points | data/metrics + data/plots, MB | run artifacts without "
+             "models, MB |", "|---|---|---|"]
+    for points in lengths:
+        with tempfile.TemporaryDirectory(prefix="scale-") as scratch:
+            repo = make_repo(Path(scratch), scale_overrides(points))
+            for name in paths.STAGES:
+                run = stage(name, repo)
+                log.info("%d points: %s %.1f s, %.0f MB", points, name, run.seconds,
+                         run.peak_mb)
+                lines.append(f"| {points:.0e} | {name} | {run.seconds:.3g} | {run.peak_mb:.0f} |")
+            read = folder_mb(repo / paths.METRICS_DIR) + folder_mb(repo / paths.PLOTS_DIR)
+            artifacts = folder_mb(repo / paths.ARTIFACTS_DIR, skip="models")
+            sizes.append(f"| {points:.0e} | {read:.2f} | {artifacts:.2f} |")
+    return "\n".join([*lines, "", *sizes])
+
+
 def table(rows: list[Row]) -> str:
     """Return the rows as a Markdown table."""
     def number(value: float | None) -> str:
@@ -268,6 +308,9 @@ def main() -> None:
     parser.add_argument("--seed-windows", type=int, default=0,
                         help="windows to decode the seed's way (0 = all)")
     parser.add_argument("--no-scale", action="store_true", help="skip training at scale")
+    parser.add_argument("--stages-at-scale", type=int, default=6, metavar="N",
+                        help="run every stage on series of 10^4 .. 10^N points (7 takes "
+                             "several minutes more; 0 skips)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -289,7 +332,9 @@ def main() -> None:
             rows += run()
         log.info("measuring the per-stage breakdown")
         stages = breakdown(repo)
-    sys.stdout.write(table(rows) + "\n\n" + "\n".join(stages) + "\n")
+    lengths = [10**power for power in range(4, args.stages_at_scale + 1)]
+    scaled = scale_stage_table(lengths) if lengths else ""
+    sys.stdout.write(table(rows) + "\n\n" + "\n".join(stages) + "\n\n" + scaled + "\n")
 
 
 if __name__ == "__main__":
