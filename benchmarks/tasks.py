@@ -90,10 +90,9 @@ def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
     from pipeline.model import (  # noqa: PLC0415
         build_predictor,
         build_training_model,
-        fit,
-        steps_per_execution,
     )
     from pipeline.params import TrainParams  # noqa: PLC0415
+    from pipeline.training import fit, steps_per_execution  # noqa: PLC0415
 
     train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
     keras.utils.set_random_seed(seed)

@@ -1,4 +1,4 @@
-"""The seed's Seq2Seq network in the Keras 3 Functional API: build, train, predict, load.
+"""The seed's Seq2Seq network in the Keras 3 Functional API: build, predict, load.
 
 Training is teacher-forced: the decoder sees the true previous target. Prediction is
 free-running: each decoder output is fed back as the next decoder input, starting from 0,
@@ -11,9 +11,7 @@ back: both models take and return values in the user's units, and so does the se
 predictor.
 """
 
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
@@ -21,16 +19,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from pipeline.data import Stretch
-from pipeline.errors import InputError, ParamsError
+from pipeline.errors import InputError
 from pipeline.io import require
-from pipeline.params import TrainParams
 
 # Unrolled RNNs trace and run faster for short windows (no while loop per layer);
 # past this many steps the unrolled graph grows too large to pay off.
 UNROLL_MAX_STEPS = 64
-# Batches per call into the compiled train step: fewer Python round trips per epoch.
-MAX_STEPS_PER_EXECUTION = 32
 
 # The recurrent layer of encoder and decoder, by the name params.yaml's model.cell uses.
 RNN_LAYERS = {"simple_rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.LSTM}
@@ -110,34 +104,6 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
 
 
-def window_dataset(stretch: Stretch, steps: int, batch_size: int,
-                   shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch of
-    series by window index, reshuffled each epoch if seeded.
-
-    Memory stays O(points): only indices are shuffled, and each batch gathers its windows
-    when it is needed. The order and values equal shuffling materialised windows with the
-    same seed (tested), so training is what it was when windows were arrays.
-    """
-    inputs, target = tf.constant(stretch[0]), tf.constant(stretch[1])  # (points, k), (points,)
-    offsets = tf.range(steps, dtype=tf.int64)
-
-    def cut(starts: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
-        index = starts[:, None] + offsets  # (batch, steps)
-        window_target = tf.gather(target, index)[..., None]  # (batch, steps, 1)
-        # Teacher forcing: the target shifted right by one step, 0 first.
-        decoder_in = tf.concat([tf.zeros_like(window_target[:, :1]), window_target[:, :-1]], 1)
-        return (tf.gather(inputs, index), decoder_in), window_target
-
-    count = len(stretch[1]) - steps + 1
-    starts = tf.data.Dataset.range(count)
-    if shuffle_seed is not None:
-        starts = starts.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return (starts.batch(batch_size)
-            .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
-
-
 def compiled_call(model: keras.Model) -> Callable[..., tf.Tensor]:
     """Return `model`'s inference as one tf.function traced once for any batch size (a
     None batch dimension: the last, smaller batch does not retrace)."""
@@ -148,63 +114,6 @@ def compiled_call(model: keras.Model) -> Callable[..., tf.Tensor]:
         return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
 
     return call
-
-
-def steps_per_execution(windows: int, batch_size: int) -> int:
-    """Return how many batches one compiled call runs: an epoch's, up to a bound."""
-    return min(math.ceil(windows / batch_size), MAX_STEPS_PER_EXECUTION)
-
-
-@contextmanager
-def without_graph_rewrites() -> Iterator[None]:
-    """Turn TensorFlow's Grappler graph rewrites off for a while, then restore the option.
-
-    On this small network they cost more than they save: in a probe (three seeds, one
-    thread), 80 seed epochs took 2.3-2.5 s with them off and 2.7-3.0 s with them on.
-    """
-    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
-
-
-def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainParams,
-        callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
-    """Train `model` in place with Keras' `fit`; return its History.
-
-    As the seed: Adam on shuffled mini-batches, validation loss after each epoch. With
-    `early_stopping_patience`, Keras' EarlyStopping ends training and keeps the
-    best-val_loss weights.
-    """
-    stopping = [keras.callbacks.EarlyStopping(patience=params.early_stopping_patience,
-                                              restore_best_weights=True)
-                ] if params.early_stopping_patience else []
-    steps = model.get_layer(ENCODER_IN).output.shape[1]
-    with without_graph_rewrites():
-        return model.fit(window_dataset(train, steps, params.batch_size,
-                                        shuffle_seed=params.seed),
-                         validation_data=window_dataset(validation, steps, params.batch_size),
-                         epochs=params.epochs, callbacks=[*stopping, *callbacks],
-                         shuffle=False, verbose=0)  # the dataset shuffles itself
-
-
-def distribution(devices: str | int) -> tf.distribute.Strategy:
-    """Return the strategy `train.devices` asks for: `auto` mirrors training over every
-    GPU when there are several, N over the first N GPUs (or, without enough GPUs, logical
-    CPU devices), and one device is TensorFlow's default strategy."""
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if devices == "auto":
-        devices = max(len(gpus), 1)
-    if devices == 1:
-        return tf.distribute.get_strategy()
-    found = gpus if len(gpus) >= devices else [
-        device.name for device in tf.config.list_logical_devices("CPU")]
-    if len(found) < devices:
-        raise ParamsError(f"params.yaml: train.devices = {devices} is invalid: this machine "
-                          f"has {len(gpus)} GPU(s) and {len(found)} CPU device(s)")
-    return tf.distribute.MirroredStrategy(found[:devices])
 
 
 def load_model(path: Path) -> keras.Model:

@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT, run, with_overrides
 
 from pipeline.errors import ParamsError
-from pipeline.model import distribution
+from pipeline.training import distribution
 
 # Logical devices must be set before TensorFlow initialises: a fresh process, as Keras'
 # own distribution tests do.
@@ -19,9 +19,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pipeline.data import cut_splits
-from pipeline.model import distribution
 from pipeline.params import parse_params
 from pipeline.stages.train import train_model
+from pipeline.training import distribution
 x = np.arange(120.0) * 0.3
 series = {"x": x, "input": np.sin(x), "target": np.cos(x)}
 arrays = cut_splits(series, series, 8, 0.25)

@@ -19,11 +19,10 @@ from pipeline.model import (
     build_predictor,
     build_training_model,
     compiled_call,
-    fit,
     load_model,
-    window_dataset,
 )
 from pipeline.params import CELLS, TrainParams
+from pipeline.training import fit, window_dataset
 
 STEPS, UNITS = 6, 5
 

@@ -29,9 +29,10 @@ from pipeline.data import (
 )
 from pipeline.io import read_arrays, write_json, write_table
 from pipeline.metrics import BASELINES, SplitScores
-from pipeline.model import compiled_call, load_model, window_dataset
+from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params
 from pipeline.progress import WorkProgress
+from pipeline.training import window_dataset
 
 log = logging.getLogger(__name__)
 

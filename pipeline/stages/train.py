@@ -35,12 +35,10 @@ from pipeline.model import (
     ENCODER_IN,
     build_predictor,
     build_training_model,
-    distribution,
-    fit,
-    steps_per_execution,
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
+from pipeline.training import distribution, fit, steps_per_execution
 
 log = logging.getLogger(__name__)
 
