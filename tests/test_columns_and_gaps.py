@@ -88,13 +88,13 @@ def test_missing_interpolate_fills_gaps_linearly_in_x(
     np.testing.assert_array_equal(filled["input.v"][untouched], series["v"][untouched])
 
 
-def test_missing_error_names_the_first_gap(
+def test_missing_error_names_the_first_gap_from_the_top(
         tmp_path: Path, tiny_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, own_params(tiny_params, input=["u", "v"]))
     write_csv(tmp_path, with_gaps().to_csv(index=False))
-    with pytest.raises(InputError, match=r"column 'time' has an empty or NaN value in data "
-                                         r"row 30; set generate.csv.missing to drop"):
+    with pytest.raises(InputError, match=r"column 'u' has an empty or NaN value in data "
+                                         r"row 4; set generate.csv.missing to drop"):
         generate.main()
 
 

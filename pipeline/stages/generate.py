@@ -84,9 +84,10 @@ def fill_gaps(table: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
                  "drop)", gaps.any(axis=1).sum(), len(table))
         return table[~gaps.any(axis=1)]
     if csv.missing == "error":
-        column = gaps.any().idxmax()  # the first column with a gap
+        row = int(gaps.any(axis=1).to_numpy().argmax())  # the first row with a gap
+        column = gaps.columns[gaps.iloc[row].to_numpy().argmax()]
         raise InputError(f"{csv.path}: column {column!r} has an empty or NaN value in data "
-                         f"row {gaps[column].to_numpy().argmax() + 1}; set "
+                         f"row {row + 1}; set "
                          f"generate.csv.missing to drop or interpolate to accept gaps")
     return interpolate(table, gaps, csv)
 
