@@ -11,12 +11,12 @@ back: both models take and return values in the user's units, and so does the se
 predictor.
 """
 
+from pipeline.backend import keras, tf
+
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from pipeline.errors import InputError

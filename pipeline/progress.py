@@ -4,12 +4,12 @@
 how long it has left, without flooding the log of a short one.
 """
 
+from pipeline.backend import keras
+
 import logging
 import math
 import time
 from collections.abc import Callable
-
-import keras
 
 log = logging.getLogger(__name__)
 

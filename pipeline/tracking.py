@@ -124,7 +124,9 @@ def training_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
     """Open a new run in `experiment`, named after the DVC experiment when there is one."""
     experiment_id_ = store.experiment_id(experiment)
     close_abandoned_runs()
-    # System metrics: CPU, memory and disk over the run, beside its loss in the UI.
+    # System metrics: CPU, memory and disk over the run, beside its loss in the UI. Its
+    # monitor's INFO lines (started, no GPU, stopping, stopped) are noise in a stage's log.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     run = mlflow.start_run(experiment_id=experiment_id_, tags=run_tags(),
                            run_name=os.environ.get("DVC_EXP_NAME"), log_system_metrics=True)
     with _ending(run.info.run_id):

@@ -6,12 +6,11 @@ callback works. Windows are cut batch by batch from each split's stretch of seri
 memory grows with points, not with points × steps.
 """
 
+from pipeline.backend import keras, tf
+
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
-import keras
-import tensorflow as tf
 
 from pipeline.data import Stretch
 from pipeline.errors import ParamsError

@@ -27,8 +27,13 @@ SKILLS = ("skill_vs_mean", "skill_vs_last_input", "skill_vs_input")
 
 
 def repro(repo: Path, *options: str) -> list[str]:
-    """Run `dvc repro`; return the names of the stages that ran."""
-    output = run([*DVC, "repro", *options], repo).stdout
+    """Run `dvc repro`; return the names of the stages that ran. Its output holds no
+    TensorFlow or CUDA INFO or E line (a machine without a GPU)."""
+    done = run([*DVC, "repro", *options], repo)
+    output = done.stdout
+    noise = [line for line in (done.stdout + done.stderr).splitlines()
+             if line.startswith(("I0000", "E0000", "WARNING: All log messages before absl"))]
+    assert not noise, noise
     return [line.split("'")[1] for line in output.splitlines()
             if line.startswith("Running stage '")]
 

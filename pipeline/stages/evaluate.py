@@ -10,9 +10,10 @@ cover every window, yet no split's predictions are held whole. predictions.csv, 
 as tags, to the predictor's registered model version.
 """
 
+from pipeline.backend import keras
+
 import logging
 
-import keras
 import mlflow
 import numpy as np
 import pandas as pd

@@ -11,9 +11,10 @@ free-running predictions (batch, steps, 1) and is registered as a new model vers
 take and return the user's units (scaling, if on, is inside them).
 """
 
+from pipeline.backend import keras
+
 import logging
 
-import keras
 import numpy as np
 import pandas as pd
 from mlflow.keras import MlflowCallback

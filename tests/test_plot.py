@@ -1,0 +1,35 @@
+"""The figures stay readable and cheap at any series length."""
+
+import numpy as np
+import pandas as pd
+
+from pipeline.stages.plot import MAX_DRAWN_POINTS, series_figure
+
+
+def series(points: int) -> pd.DataFrame:
+    x = np.linspace(0.0, 100.0, points)
+    return pd.DataFrame({"x": x, "input": np.sin(x), "target": np.cos(x)})
+
+
+def test_a_short_series_is_drawn_point_for_point() -> None:
+    axes = series_figure(series(100)).axes[0]
+    assert [len(line.get_xdata()) for line in axes.lines] == [100, 100]
+    assert not axes.collections
+
+
+def test_a_long_series_is_drawn_as_its_range_per_bin() -> None:
+    long = series(100_003)  # not a multiple of the bin count
+    axes = series_figure(long).axes[0]
+    assert not axes.lines
+    target_band = axes.collections[1]
+    low_high = target_band.get_paths()[0].vertices[:, 1]
+    bins = MAX_DRAWN_POINTS // 2
+    assert len(low_high) <= 2 * bins + 3  # the band's outline: one point per bin each way
+    # Bins of consecutive points, as equal as integers allow: min and max of each, by hand.
+    chunks = np.split(long["target"].to_numpy(), np.arange(1, bins) * len(long) // bins)
+    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
+    expected = np.concatenate([[chunk.min() for chunk in chunks],
+                               [chunk.max() for chunk in chunks]])
+    np.testing.assert_allclose(np.unique(low_high), np.unique(expected))
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == [
+        "input (range per bin)", "target (range per bin)"]
