@@ -42,7 +42,7 @@ def main() -> None:
         found = MlflowClient().get_experiment_by_name(experiment)
         if found is None:
             raise PipelineError(f"MLflow experiment {experiment!r} is not in the store "
-                                f"{store.tracking_uri()}; run `dvc repro` first")
+                                f"{store.shown(store.tracking_uri())}; run `dvc repro` first")
         chosen, mse = registry.best_version(name, found.experiment_id)
         why = f"{registry.RANKING_METRIC} {mse:.3g}, the lowest in {experiment!r}"
     registry.crown(name, chosen.version)

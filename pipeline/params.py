@@ -139,6 +139,8 @@ class TrainParams(Section):
     seed: Seed
     early_stopping_patience: Annotated[int, Field(ge=0, description="must be ≥ 0 (0 = off)")]
     devices: Devices
+    backup_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False,
+                                           description="must be a number ≥ 0")]
 
 
 class EvaluateParams(Section):

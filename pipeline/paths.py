@@ -37,6 +37,8 @@ TRACKING_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # Runs a stage holds open, so the next one can close those of a killed stage.
 OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
+# Backups of a training in progress, one folder per experiment and inputs (pipeline.resume).
+BACKUPS_DIR = Path(".dvc", "tmp", "pipeline-train-backups")
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ store; MLFLOW_TRACKING_URI overrides it (a team's server). Artifacts of a local 
 to `<repo root>/mlartifacts`, set as an absolute path when the experiment is created.
 """
 
-import fcntl
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
+import requests
+from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -46,17 +46,29 @@ def artifact_location(uri: str) -> str | None:
     return (Path(uri.removeprefix(SQLITE_PREFIX)).parent / paths.ARTIFACTS_DIR).as_uri()
 
 
+def shown(uri: str) -> str:
+    """Return `uri` fit to print: without the user:password@ a server URI may carry."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def check_reachable(uri: str) -> None:
-    """Fail fast, naming the URI, if an HTTP tracking server does not accept connections."""
-    address = urlparse(uri)
-    if address.scheme not in {"http", "https"}:
+    """Fail fast, naming the URI, if an HTTP tracking server does not answer.
+
+    The request goes the way MLflow's client goes (`requests`, so HTTP(S)_PROXY and
+    NO_PROXY apply); any HTTP answer will do, only no answer within seconds fails.
+    """
+    if urlsplit(uri).scheme not in {"http", "https"}:
         return
-    port = address.port or (443 if address.scheme == "https" else 80)
     try:
-        socket.create_connection((address.hostname, port), CONNECT_TIMEOUT_SECONDS).close()
-    except OSError as err:
-        raise PipelineError(f"MLflow tracking server {uri} is not reachable ({err}); start "
-                            f"it, or unset MLFLOW_TRACKING_URI to use the local store") from err
+        requests.get(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except requests.RequestException as err:
+        reason = type(err).__name__  # its text may hold the URI, credentials and all
+        raise PipelineError(f"MLflow tracking server {shown(uri)} is not reachable ({reason})"
+                            f"; start it, or unset MLFLOW_TRACKING_URI to use the local "
+                            f"store") from None
 
 
 @contextmanager
@@ -71,8 +83,7 @@ def _creation_lock(uri: str) -> Iterator[None]:
         return
     database = Path(uri.removeprefix(SQLITE_PREFIX))
     database.parent.mkdir(parents=True, exist_ok=True)
-    with (database.parent / f"{database.name}-lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(database.parent / f"{database.name}-lock"):
         yield
 
 

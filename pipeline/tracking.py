@@ -3,27 +3,25 @@
 `train` opens the run and records its id in data/model/run.json; `evaluate` and `plot`
 resume it by that id. A run never stays RUNNING: it ends FINISHED, FAILED on an error,
 KILLED on Ctrl-C or SIGTERM; a run whose stage was SIGKILLed is closed KILLED by the
-next stage that tracks from the same working copy (see `_holding`).
+next stage that tracks from the same working copy (pipeline.open_runs).
 Where runs are stored is pipeline.store's.
 """
 
-import fcntl
-import hashlib
-import json
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, store
+from pipeline import open_runs, paths, store
 from pipeline.errors import InputError
 from pipeline.io import read_json
 
@@ -56,57 +54,10 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
-def _store_digest() -> str:
-    # The URI may carry credentials: records name the store by a digest only.
-    return hashlib.sha256(store.tracking_uri().encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _holding(run_id: str) -> Iterator[None]:
-    """Record, under the repository root, that this process holds `run_id` open.
-
-    The record is locked while the stage lives: a record nobody locks belongs to a stage
-    that was killed without ending its run (SIGKILL, out of memory).
-    """
-    folder = store.project_root() / paths.OPEN_RUNS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    record = folder / f"{run_id}.json"
-    with (folder / f".{run_id}.{os.getpid()}").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # locked before others can see it, then renamed
-        handle.write(json.dumps({"run_id": run_id, "store": _store_digest()}))
-        handle.flush()
-        Path(handle.name).replace(record)
-        try:
-            yield
-        finally:
-            record.unlink(missing_ok=True)
-
-
-def close_abandoned_runs() -> None:
-    """End KILLED this store's runs that a killed stage of this working copy left RUNNING."""
-    folder = store.project_root() / paths.OPEN_RUNS_DIR
-    for record in folder.glob("*.json") if folder.is_dir() else ():
-        try:
-            with record.open() as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = json.loads(handle.read())
-        except BlockingIOError:
-            continue  # its stage is alive (a parallel experiment)
-        except FileNotFoundError:
-            continue  # its stage has just ended it
-        if held.get("store") != _store_digest():
-            continue  # another store's run; closed when that store is used again
-        with suppress(MlflowException):
-            if MlflowClient().get_run(held["run_id"]).info.status == "RUNNING":
-                log.warning("closing run %s, left RUNNING by a killed stage", held["run_id"])
-                MlflowClient().set_terminated(held["run_id"], "KILLED")
-        record.unlink(missing_ok=True)
-
-
 @contextmanager
 def _ending(run_id: str) -> Iterator[None]:
     """End the active run FINISHED, or KILLED on Ctrl-C or SIGTERM, or FAILED on an error."""
-    with _holding(run_id):
+    with open_runs.holding(run_id):
         try:
             yield
             mlflow.flush_async_logging()  # exit 0 must mean everything is stored
@@ -116,21 +67,52 @@ def _ending(run_id: str) -> Iterator[None]:
                 mlflow.end_run(status)
             raise
         mlflow.end_run("FINISHED")
-        log.info("MLflow run %s at %s", run_id, mlflow.get_tracking_uri())
+        log.info("MLflow run %s at %s", run_id, store.shown(mlflow.get_tracking_uri()))
+
+
+RESUMES_TAG = "pipeline.resumes"  # how many times a killed training continued this run
 
 
 @contextmanager
-def training_run(experiment: str) -> Iterator[mlflow.ActiveRun]:
-    """Open a new run in `experiment`, named after the DVC experiment when there is one."""
+def training_run(experiment: str, resumed: tuple[str, int] | None = None
+                 ) -> Iterator[mlflow.ActiveRun]:
+    """Open a new run in `experiment`, named after the DVC experiment when there is one; or,
+    with `resumed` (run id, resumes before), continue the run of a killed training."""
     experiment_id_ = store.experiment_id(experiment)
-    close_abandoned_runs()
+    if resumed and not _in_store(resumed[0]):
+        log.warning("run %s of the training's backup is not in the store; starting afresh",
+                    resumed[0])
+        resumed = None
+    open_runs.close_abandoned(keep=resumed[0] if resumed else None)
     # System metrics: CPU, memory and disk over the run, beside its loss in the UI. Its
     # monitor's INFO lines (started, no GPU, stopping, stopped) are noise in a stage's log.
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    run = mlflow.start_run(experiment_id=experiment_id_, tags=run_tags(),
-                           run_name=os.environ.get("DVC_EXP_NAME"), log_system_metrics=True)
+    if resumed:
+        run = mlflow.start_run(run_id=resumed[0], log_system_metrics=True)
+        mlflow.set_tag(RESUMES_TAG, str(resumed[1] + 1))
+    else:
+        run = mlflow.start_run(experiment_id=experiment_id_, tags=run_tags(),
+                               run_name=os.environ.get("DVC_EXP_NAME"),
+                               log_system_metrics=True)
     with _ending(run.info.run_id):
         yield run
+
+
+def _in_store(run_id: str) -> bool:
+    """Return whether the store has run `run_id`."""
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def metric_by_step(run_id: str, key: str) -> dict[int, float]:
+    """Return a metric of the run as step -> value, the first value logged at each step."""
+    mlflow.flush_async_logging()
+    history = sorted(MlflowClient().get_metric_history(run_id, key),
+                     key=lambda metric: metric.timestamp, reverse=True)
+    return {metric.step: metric.value for metric in history}
 
 
 def recorded_run_id() -> str:
@@ -153,18 +135,79 @@ def recorded_version() -> tuple[str, str]:
 
 @contextmanager
 def resumed_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
-    """Resume the run `train` opened, or fail naming the run and the store."""
+    """Resume run `run_id`, or fail naming the run and the store."""
     store.connect()
-    close_abandoned_runs()
-    try:
-        MlflowClient().get_run(run_id)
-    except MlflowException as err:
-        raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store "
-                         f"{mlflow.get_tracking_uri()}; run `dvc repro -f train` to train and "
-                         f"track a new one") from err
+    open_runs.close_abandoned()
+    _recorded_run(run_id)
     run = mlflow.start_run(run_id=run_id)
     with _ending(run_id):
         yield run
+
+
+MODEL_RUN_TAG = "pipeline.model_run"  # on an experiment's run: the run that trained its model
+
+
+@contextmanager
+def results_run(params: Mapping[str, Any]) -> Iterator[mlflow.ActiveRun]:
+    """Resume the run that holds this stage's results: the run that trained the model
+    (data/model/run.json), or, in a DVC experiment that reuses a model another run trained
+    (its `train` skipped or restored from DVC's run-cache), the experiment's own run.
+
+    That run is created by the experiment's first tracked stage, named after it, with all
+    its `params`, the training run's loss curves and evaluation metrics, and MODEL_RUN_TAG
+    naming the training run; no stage writes into another experiment's run.
+    """
+    trained_by = recorded_run_id()
+    name = os.environ.get("DVC_EXP_NAME")
+    store.connect()
+    open_runs.close_abandoned()
+    training = _recorded_run(trained_by)
+    if not name or training.data.tags.get("dvc.experiment") == name:
+        run = mlflow.start_run(run_id=trained_by)
+    else:
+        run = _experiment_run(name, training, params)
+    with _ending(run.info.run_id):
+        yield run
+
+
+def _recorded_run(run_id: str) -> Any:
+    """Return run `run_id` from the store, or fail naming it and the store."""
+    try:
+        return MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        where = store.shown(mlflow.get_tracking_uri())
+        raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store {where}; "
+                         f"run `dvc repro -f train` to train and track a new one") from err
+
+
+def _experiment_run(name: str, training: Any, params: Mapping[str, Any]) -> mlflow.ActiveRun:
+    """Resume DVC experiment `name`'s own run for the model `training` trained, or start it."""
+    trained_by = training.info.run_id
+    found = MlflowClient().search_runs(
+        [training.info.experiment_id], max_results=1,
+        filter_string=f"tags.`dvc.experiment` = '{name}' and "
+                      f"tags.`{MODEL_RUN_TAG}` = '{trained_by}'")
+    if found:
+        return mlflow.start_run(run_id=found[0].info.run_id)
+    run = mlflow.start_run(experiment_id=training.info.experiment_id, run_name=name,
+                           tags={**run_tags(), MODEL_RUN_TAG: trained_by})
+    log.info("experiment %s reuses the model of run %s; its results go to run %s", name,
+             trained_by, run.info.run_id)
+    log_params(params)
+    _copy_results(training)
+    return run
+
+
+def _copy_results(training: Any) -> None:
+    """Log the training run's loss curves and evaluation metrics to the active run."""
+    client, run_id = MlflowClient(), mlflow.active_run().info.run_id
+    now = int(time.time() * 1000)
+    curves = [metric for key in ("loss", "val_loss")
+              for metric in client.get_metric_history(training.info.run_id, key)]
+    latest = [Metric(key, value, now, 0) for key, value in training.data.metrics.items()
+              if key not in {"loss", "val_loss"} and not key.startswith("system/")]
+    for start in range(0, len(curves) + len(latest), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=[*curves, *latest][start:start + 1000])
 
 
 def log_params(values: Mapping[str, Any]) -> None:

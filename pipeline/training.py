@@ -16,6 +16,7 @@ from pipeline.data import Stretch
 from pipeline.errors import ParamsError
 from pipeline.model import ENCODER_IN
 from pipeline.params import TrainParams
+from pipeline.resume import TrainingBackup
 
 # Batches per call into the compiled train step: fewer Python round trips per epoch.
 MAX_STEPS_PER_EXECUTION = 32
@@ -75,17 +76,23 @@ def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainPa
 
     As the seed: Adam on shuffled mini-batches, validation loss after each epoch. With
     `early_stopping_patience`, Keras' EarlyStopping ends training and keeps the
-    best-val_loss weights.
+    best-val_loss weights. A TrainingBackup among `callbacks` (pipeline.resume) runs after
+    the others and backs up the EarlyStopping's state too.
     """
-    stopping = [keras.callbacks.EarlyStopping(patience=params.early_stopping_patience,
-                                              restore_best_weights=True)
-                ] if params.early_stopping_patience else []
+    stopping = keras.callbacks.EarlyStopping(patience=params.early_stopping_patience,
+                                             restore_best_weights=True
+                                             ) if params.early_stopping_patience else None
+    backups = [callback for callback in callbacks if isinstance(callback, TrainingBackup)]
+    for backup in backups:
+        backup.stopping = stopping
+    others = [callback for callback in callbacks if callback not in backups]
     steps = model.get_layer(ENCODER_IN).output.shape[1]
     with without_graph_rewrites():
         return model.fit(window_dataset(train, steps, params.batch_size,
                                         shuffle_seed=params.seed),
                          validation_data=window_dataset(validation, steps, params.batch_size),
-                         epochs=params.epochs, callbacks=[*stopping, *callbacks],
+                         epochs=params.epochs,
+                         callbacks=[*([stopping] if stopping else []), *others, *backups],
                          shuffle=False, verbose=0)  # the dataset shuffles itself
 
 

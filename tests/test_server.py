@@ -26,11 +26,24 @@ def server(tmp_path: Path) -> Iterator[str]:
         yield uri
 
 
+SECRET = "s3cret-pw"
+
+
+def secret_holders(folder: Path) -> list[str]:
+    """Return the files under `folder` whose bytes hold SECRET."""
+    return [str(path) for path in folder.rglob("*")
+            if path.is_file() and SECRET.encode() in path.read_bytes()]
+
+
 def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
         repo: Path, server: str, tiny_params: dict, tmp_path: Path) -> None:
-    done = run([sys.executable, "-m", "dvc", "repro"], repo, check=False,
-               env={**os.environ, "MLFLOW_TRACKING_URI": server})
+    # A URI carrying credentials, as a team's might: they must never be printed or written.
+    with_credentials = server.replace("http://", f"http://alice:{SECRET}@")
+    on_server = {**os.environ, "MLFLOW_TRACKING_URI": with_credentials}
+    done = run([sys.executable, "-m", "dvc", "repro"], repo, check=False, env=on_server)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert SECRET not in done.stdout + done.stderr
+    assert f"at {server}" in done.stdout + done.stderr  # the store is named, credentials not
     assert not (repo / "mlflow.db").exists()  # nothing fell back to the local store
 
     client = MlflowClient(server)
@@ -59,8 +72,15 @@ def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
 
     # The registry lives on the server too: crown the version, load it by alias elsewhere.
     name = tiny_params["tracking"]["registered_model"]
-    on_server = {**os.environ, "MLFLOW_TRACKING_URI": server}
-    run([sys.executable, "-m", "pipeline.champion"], repo, env=on_server)
+    crowned = run([sys.executable, "-m", "pipeline.champion"], repo, env=on_server)
+    assert SECRET not in crowned.stdout + crowned.stderr
+    assert secret_holders(repo) == []
+    assert SECRET not in json.dumps([tracked.data.params, tracked.data.tags])
+    # A stage that fails names the store, without its credentials.
+    (repo / RUN).write_text(json.dumps({**record, "run_id": "0" * 32}))
+    failed = run([sys.executable, "-m", "pipeline.stages.plot"], repo, check=False, env=on_server)
+    assert failed.returncode != 0 and f"is not in the store {server}" in failed.stderr
+    assert SECRET not in failed.stdout + failed.stderr
     champion = client.get_model_version_by_alias(name, "champion")
     assert (str(champion.version), champion.run_id) == ("1", tracked.info.run_id)
     assert float(champion.tags["test.free_run_mse"]) == tracked.data.metrics["test.free_run_mse"]

@@ -98,11 +98,10 @@ def predictions(predictor: keras.Model, arrays: Arrays, params: Params) -> pd.Da
 def main() -> None:
     """Evaluate the saved models; write metrics.json and predictions.csv."""
     params = load_params()
-    run_id = tracking.recorded_run_id()
     name, version = tracking.recorded_version()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     model, predictor = load_model(paths.MODEL), load_model(paths.PREDICTOR)
-    with tracking.resumed_run(run_id):
+    with tracking.results_run(params.flat()):
         tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
         metrics = score(model, predictor, arrays, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)

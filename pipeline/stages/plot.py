@@ -114,11 +114,10 @@ def draw(series: pd.DataFrame, history: pd.DataFrame, predictions: pd.DataFrame,
 def main() -> None:
     """Draw the figures into data/plots/ and log them to the run."""
     params = load_params()
-    run_id = tracking.recorded_run_id()
     drawn = draw(read_series(paths.TRAIN_SERIES),
                  read_table(paths.HISTORY, HISTORY_COLUMNS),
                  read_table(paths.PREDICTIONS, PREDICTION_COLUMNS), params.plot.start_points)
-    with tracking.resumed_run(run_id):
+    with tracking.results_run(params.flat()):
         tracking.log_params(params.flat(paths.STAGES["plot"].params))
         for path, figure in drawn.items():
             with atomic_path(path) as tmp:

@@ -3,23 +3,23 @@
 Writes the training model, the predictor (the same weights, decoding free-running), the
 per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
 add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
-`loss` and `val_loss` per epoch (logged live by MLflow's Keras callback; epoch lines go to
-the stage's log), the machine's CPU and memory over time (MLflow's system metrics), and both
-models, logged with signatures and input examples: `model` takes [encoder_in, decoder_in]
-(teacher forcing), `predictor` maps input windows (batch, steps, k) to their
-free-running predictions (batch, steps, 1) and is registered as a new model version. Both
-take and return the user's units (scaling, if on, is inside them).
+`loss` and `val_loss` once per epoch (logged live by MLflow's Keras callback; epoch lines
+go to the stage's log), the machine's CPU and memory over time (MLflow's system metrics),
+and both models, logged with signatures: `model` takes [encoder_in, decoder_in] (teacher
+forcing), `predictor` maps input windows (batch, steps, k) to their free-running
+predictions (batch, steps, 1) and is registered as a new model version. Both take and
+return the user's units (scaling, if on, is inside them).
 """
 
 from pipeline.backend import keras
 
 import logging
 
+import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.keras import MlflowCallback
 
-from pipeline import logged, paths, tracking
+from pipeline import logged, paths, resume, tracking
 from pipeline.cli import run_stage
 from pipeline.data import (
     ARRAY_NAMES,
@@ -48,15 +48,18 @@ SERIES_OF = {"train": paths.TRAIN_SERIES, "validation": paths.TRAIN_SERIES,
              "test": paths.TEST_SERIES}
 
 
-def history_table(history: keras.callbacks.History) -> pd.DataFrame:
-    """Return Keras' History as the table DVC plots: epoch, loss, val_loss."""
-    return pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
-                         "val_loss": history.history["val_loss"]})
+def logged_history(run_id: str) -> pd.DataFrame:
+    """Return loss and val_loss per epoch as the run holds them, every epoch of a resumed
+    training included: the table DVC plots."""
+    loss, val_loss = (tracking.metric_by_step(run_id, key) for key in ("loss", "val_loss"))
+    epochs = sorted(loss)
+    return pd.DataFrame({"epoch": epochs, "loss": [loss[epoch] for epoch in epochs],
+                         "val_loss": [val_loss.get(epoch, np.nan) for epoch in epochs]})
 
 
 def train_model(params: Params, arrays: dict[str, np.ndarray],
-                callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, pd.DataFrame]:
-    """Build a seeded model and fit it; return it and its history."""
+                callbacks: list[keras.callbacks.Callback]) -> keras.Model:
+    """Build a seeded model and fit it; return it."""
     keras.utils.set_random_seed(params.train.seed)
     train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
     strategy = distribution(params.train.devices)
@@ -69,7 +72,8 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
             params.window.steps, params.model.units, params.train.learning_rate,
             params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
             scaling=scaling_statistics(arrays) if params.scales() else None)
-    return model, history_table(fit(model, train, validation, params.train, callbacks))
+    fit(model, train, validation, params.train, callbacks)
+    return model
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
@@ -95,25 +99,44 @@ def log_models(model: keras.Model, predictor: keras.Model, arrays: dict[str, np.
 
 
 def main() -> None:
-    """Train, save the models and history, and record everything in a new MLflow run."""
+    """Train, save the models and history, and record everything in an MLflow run: a new
+    one, or the run of a killed training that this one resumes (pipeline.resume)."""
     params = load_params()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     keras.config.disable_interactive_logging()  # no progress bars in DVC's log...
     logging.getLogger("absl").setLevel(logging.WARNING)  # ...nor from MLflow's predict()
-    with tracking.training_run(params.tracking.experiment) as run:
-        tracking.log_params(params.flat(paths.STAGES["train"].params))
-        for name in SPLITS:
-            logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
-        model, history = train_model(params, arrays,
-                                     [MlflowCallback(), EpochProgress(params.train.epochs)])
+    backup = resume.backup_folder(params)
+    resumed = resume.recorded_run(backup)
+    with tracking.training_run(params.tracking.experiment, resumed) as run:
+        run_id = run.info.run_id
+        if resumed and resumed[0] != run_id:  # its run is gone: the backup is stale
+            resume.remove(backup)
+            resumed = None
+        resume.record_run(backup, run_id, resumed[1] + 1 if resumed else 0)
+        if not resumed:
+            start_records(params, arrays)
+        done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
+        model = train_model(params, arrays, [
+            logged.EpochMetrics(done), EpochProgress(params.train.epochs),
+            resume.TrainingBackup(backup, params.train.backup_seconds,
+                                  mlflow.flush_async_logging)])
+        history = logged_history(run_id)
         predictor = build_predictor(model)
         save(model, predictor, history)
         record = log_models(model, predictor, arrays, params.tracking.registered_model)
-        write_json({"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                    **record}, paths.RUN)
+        write_json({"run_id": run_id, "experiment_id": run.info.experiment_id, **record},
+                   paths.RUN)
+    resume.remove(backup)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
              last["val_loss"])
+
+
+def start_records(params: Params, arrays: dict[str, np.ndarray]) -> None:
+    """Log a new run's params and its three datasets."""
+    tracking.log_params(params.flat(paths.STAGES["train"].params))
+    for name in SPLITS:
+        logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,138 @@
+"""Surviving a killed `train`: Keras' BackupAndRestore, kept where the next run finds it.
+
+The backup lives under the repository root (DVC_ROOT in experiments, so a queued
+experiment's temporary copy is not where it is lost), outside DVC's outputs, in a folder
+keyed by a digest of everything training depends on (its params, the windows, the
+package's code, the store) and by the DVC experiment's name: a changed param, code or
+data never resumes a stale backup, and parallel experiments never share one. Beside
+Keras' files it holds the MLflow run the training logs to, so a resumed training
+continues that run, and EarlyStopping's state, which Keras does not back up.
+"""
+
+from pipeline.backend import keras
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import paths, store
+from pipeline.io import dvc_md5
+from pipeline.params import Params
+
+log = logging.getLogger(__name__)
+
+RUN_RECORD = "mlflow_run.json"
+PACKAGE = Path(__file__).resolve().parent
+
+
+def backup_folder(params: Params) -> Path:
+    """Return the backup folder of this training: its experiment and its inputs' digest."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(params.flat(paths.STAGES["train"].params), sort_keys=True,
+                             default=str).encode())
+    digest.update(dvc_md5(paths.WINDOWS).encode())
+    for source in sorted(PACKAGE.rglob("*.py")):
+        digest.update(source.relative_to(PACKAGE).as_posix().encode())
+        digest.update(source.read_bytes())
+    digest.update(store.tracking_uri().encode())
+    experiment = os.environ.get("DVC_EXP_NAME") or "workspace"
+    return store.project_root() / paths.BACKUPS_DIR / f"{experiment}-{digest.hexdigest()[:16]}"
+
+
+def recorded_run(folder: Path) -> tuple[str, int] | None:
+    """Return the MLflow run a killed training left in `folder` and how often it resumed."""
+    try:
+        record = json.loads((folder / RUN_RECORD).read_text())
+        return str(record["run_id"]), int(record["resumes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_run(folder: Path, run_id: str, resumes: int) -> None:
+    """Note in `folder` the MLflow run this training logs to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f".{RUN_RECORD}.{os.getpid()}"
+    staged.write_text(json.dumps({"run_id": run_id, "resumes": resumes}))
+    staged.replace(folder / RUN_RECORD)
+
+
+def remove(folder: Path) -> None:
+    """Delete a backup once its training has finished and everything is saved."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class TrainingBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, saving at the end of an epoch at most every `seconds`
+    (0: every epoch), with EarlyStopping's state.
+
+    Each backup first waits for MLflow's queued metrics (so the run holds every epoch the
+    backup has), then writes EarlyStopping's state for that epoch, then Keras' weights and
+    epoch. On restore, fit starts at the backed-up epoch, and EarlyStopping gets back its
+    best val_loss, its best weights and how long it has waited, as if never stopped.
+    """
+
+    def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(backup_dir=str(folder / "keras"), save_freq="epoch")
+        self.folder, self.seconds, self.flush, self.clock = folder, seconds, flush, clock
+        # The EarlyStopping whose state is backed up too; pipeline.training.fit sets it.
+        self.stopping: keras.callbacks.EarlyStopping | None = None
+        self.last_saved = self.started_at = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        self.last_saved = self.clock()
+        self.started_at = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.started_at is None:  # the first epoch of this fit: where it resumed
+            self.started_at = epoch
+            if epoch:
+                log.info("resuming training from its backup: epoch %d", epoch + 1)
+                self._restore_stopping(epoch)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.clock() - self.last_saved < self.seconds:
+            return
+        self.flush()
+        self._save_stopping(epoch + 1)
+        super().on_epoch_end(epoch, logs)
+        for old in self.folder.glob("early_stopping-*"):
+            if old.name.split("-")[1].split(".")[0] != str(epoch + 1):
+                old.unlink(missing_ok=True)
+        self.last_saved = self.clock()
+
+    def _stopping_files(self, epoch: int) -> tuple[Path, Path]:
+        return (self.folder / f"early_stopping-{epoch}.json",
+                self.folder / f"early_stopping-{epoch}.npz")
+
+    def _save_stopping(self, epoch: int) -> None:
+        """Write EarlyStopping's state as it stands after `epoch` epochs."""
+        if self.stopping is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state, weights = self._stopping_files(epoch)
+        if self.stopping.best_weights is not None:
+            np.savez(weights, *self.stopping.best_weights)
+        state.write_text(json.dumps({"wait": self.stopping.wait,
+                                     "best": float(self.stopping.best),
+                                     "best_epoch": self.stopping.best_epoch}))
+
+    def _restore_stopping(self, epoch: int) -> None:
+        """Give EarlyStopping back its state after `epoch` epochs."""
+        state, weights = self._stopping_files(epoch)
+        if self.stopping is None or not state.exists():
+            return
+        saved = json.loads(state.read_text())
+        self.stopping.wait, self.stopping.best = saved["wait"], saved["best"]
+        self.stopping.best_epoch = saved["best_epoch"]
+        if weights.exists():
+            with np.load(weights) as held:
+                self.stopping.best_weights = [held[f"arr_{i}"] for i in range(len(held))]
