@@ -80,16 +80,26 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(backup_dir=str(folder / "keras"), save_freq="epoch")
+        # Two states kept: a kill while one is written leaves the other to restore.
+        super().__init__(backup_dir=str(folder / "keras"), save_freq="epoch",
+                         double_checkpoint=True)
         self.folder, self.seconds, self.flush, self.clock = folder, seconds, flush, clock
         # The EarlyStopping whose state is backed up too; pipeline.training.fit sets it.
         self.stopping: keras.callbacks.EarlyStopping | None = None
         self.last_saved = self.started_at = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
+        initial = self.model.get_weights()
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError) as err:  # both states damaged: start afresh
+            log.warning("the training backup in %s cannot be read (%s); training from the "
+                        "first epoch", self.folder, " ".join(str(err).split()))
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+            self.model.set_weights(initial)
         self.last_saved = self.clock()
         self.started_at = None
+        self.saved: list[int] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.started_at is None:  # the first epoch of this fit: where it resumed
@@ -104,8 +114,9 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         self.flush()
         self._save_stopping(epoch + 1)
         super().on_epoch_end(epoch, logs)
+        self.saved = [*self.saved[-1:], epoch + 1]  # Keras keeps this state and the one before
         for old in self.folder.glob("early_stopping-*"):
-            if old.name.split("-")[1].split(".")[0] != str(epoch + 1):
+            if int(old.name.split("-")[1].split(".")[0]) not in self.saved:
                 old.unlink(missing_ok=True)
         self.last_saved = self.clock()
 

@@ -4,6 +4,7 @@ Each runs the real `dvc repro` or stage command in a temporary git+DVC repo with
 MLflow SQLite store, and checks that nothing is lost or left half-done.
 """
 
+import json
 import os
 import signal
 import socket
@@ -13,9 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from conftest import run, stage_pids, wait_until, with_overrides, write_params
 from mlflow.tracking import MlflowClient
+
+from pipeline import paths
+from pipeline.paths import METRICS, RUN
+from pipeline.tracking import RESUMES_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +40,13 @@ def all_runs(repo: Path) -> list[Any]:
     return client(repo).search_runs([e.experiment_id for e in found]) if found else []
 
 
-def running_run(repo: Path, timeout: float = 120) -> Any:
-    """Wait until a run is RUNNING and has started training; return it."""
+def running_run(repo: Path, timeout: float = 120, old: tuple[str, ...] = ()) -> Any:
+    """Wait until a run (not one of the `old` ids) is RUNNING and has started training;
+    return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = [r for r in all_runs(repo) if r.info.status == "RUNNING"]
+        running = [r for r in all_runs(repo)
+                   if r.info.status == "RUNNING" and r.info.run_id not in old]
         if running and "loss" in running[0].data.metrics:  # training has begun
             return running[0]
         time.sleep(0.5)
@@ -63,16 +71,16 @@ def long_training(repo: Path, tiny_params: dict) -> tuple[subprocess.Popen, Any]
 
 def test_bad_param_fails_before_any_work_and_records_nothing(repo: Path,
                                                              tiny_params: dict) -> None:
-    run([*DVC, "repro"], repo)
+    run([*DVC, "repro", "window"], repo)
     run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "first run"], repo)
+    run(["git", "commit", "-qm", "the series and windows"], repo)
     write_params(repo, with_overrides(tiny_params, {"model": {"units": 0}}))
     done = run([*DVC, "repro"], repo, check=False)
     assert done.returncode != 0
     errors = [line for line in (done.stdout + done.stderr).splitlines() if "error:" in line]
     assert errors == [errors[0]] and "model.units = 0 is invalid: must be in 1..4096" in errors[0]
     assert "Traceback" not in done.stdout + done.stderr
-    assert len(all_runs(repo)) == 1
+    assert all_runs(repo) == [] and not (repo / "data" / "model").exists()
     assert run(["git", "diff", "--stat", "dvc.lock"], repo).stdout == ""
 
 
@@ -93,20 +101,60 @@ def test_sigterm_or_ctrl_c_during_training_ends_the_run_killed(
     assert not (repo / "data" / "model" / "model.keras").exists()
 
 
-def test_run_of_a_sigkilled_repro_is_closed_killed_by_the_next_repro(
-        repo: Path, tiny_params: dict) -> None:
-    repro, victim = long_training(repo, tiny_params)
+def kill_repro_once_it_trained(repo: Path, epochs: int) -> Any:
+    """Start `dvc repro`, SIGKILL its whole process tree once `epochs` epochs are in its
+    new RUNNING run; return that run."""
+    old = tuple(r.info.run_id for r in all_runs(repo))
+    repro = start_repro(repo)
+    victim = running_run(repo, old=old)
+    wait_until(lambda: len(client(repo).get_metric_history(victim.info.run_id, "loss")) >= epochs,
+               120, f"{epochs} epochs logged")
     os.killpg(repro.pid, signal.SIGKILL)
     repro.wait(timeout=30)
     wait_until(lambda: not stage_pids("train", repo), 30, "the killed train has gone")
     assert client(repo).get_run(victim.info.run_id).info.status == "RUNNING"
     assert not (repo / "data" / "model" / "model.keras").exists()
+    return victim
 
-    write_params(repo, tiny_params)
-    run([*DVC, "repro"], repo)
-    statuses = {r.info.run_id: r.info.status for r in all_runs(repo)}
-    assert statuses.pop(victim.info.run_id) == "KILLED"
-    assert list(statuses.values()) == ["FINISHED"]
+
+def test_a_sigkilled_training_resumes_in_its_run_or_is_closed_killed(
+        repo: Path, tiny_params: dict) -> None:
+    # Killed before any backup (backups every 10 s by default), then params change: the
+    # next repro trains afresh and closes the killed stage's run KILLED.
+    write_params(repo, with_overrides(tiny_params, {
+        "train": {"epochs": 1_000_000, "backup_seconds": 1000}}))
+    abandoned = kill_repro_once_it_trained(repo, 1)
+    backups = repo / paths.BACKUPS_DIR
+    assert not list(backups.glob("*/keras/*"))  # its run is noted, no epoch backed up
+    before = set(backups.iterdir())
+    write_params(repo, with_overrides(tiny_params, {
+        "train": {"epochs": 60, "learning_rate": 0.01, "backup_seconds": 0}}))
+    victim = kill_repro_once_it_trained(repo, 20)
+    assert client(repo).get_run(abandoned.info.run_id).info.status == "KILLED"
+    (backup,) = set(backups.iterdir()) - before  # its own folder: other params
+    assert list(backup.glob("keras/*"))
+
+    # The same params again: training goes on from its backup, in the same run.
+    done = run([*DVC, "repro"], repo)
+    assert "resuming training from its backup" in done.stdout + done.stderr
+    resumed = client(repo).get_run(victim.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert resumed.data.tags[RESUMES_TAG] == "1"
+    steps = [m.step for m in client(repo).get_metric_history(victim.info.run_id, "loss")]
+    assert sorted(steps) == list(range(60))  # every epoch exactly once
+    assert sorted(m.step for m in client(repo).get_metric_history(
+        victim.info.run_id, "val_loss")) == list(range(60))
+    history = pd.read_csv(repo / "data" / "model" / "history.csv")
+    assert history["epoch"].tolist() == list(range(60))
+    assert json.loads((repo / RUN).read_text())["run_id"] == victim.info.run_id
+    assert not backup.exists()  # removed after success
+    assert {r.info.status for r in all_runs(repo)} == {"KILLED", "FINISHED"}
+
+    # Its quality is that of an uninterrupted training of the same params.
+    resumed_mse = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
+    run([*DVC, "repro", "-f", "evaluate"], repo)
+    uninterrupted = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
+    assert resumed_mse == pytest.approx(uninterrupted, rel=0.25)
 
 
 def closed_port() -> int:

@@ -230,6 +230,18 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     assert digests["training"] != first_data["training"][1]
     assert digests["test"] == first_data["test"][1]  # the test series did not change
     assert versions(repo, registered) == ["1", "2", "3"]
+    check_a_store_reset(repo, data_edit)
+
+
+def check_a_store_reset(repo: Path, params: dict[str, Any]) -> None:
+    """Delete the store: nothing changed, so DVC would skip every stage; -f runs them again
+    and the new store gets the one new run."""
+    (repo / "mlflow.db").unlink()
+    shutil.rmtree(repo / "mlartifacts")
+    assert repro(repo, "-f") == list(STAGES)
+    (fresh,) = runs(repo, params["tracking"]["experiment"])
+    assert fresh.info.run_id == json.loads((repo / RUN).read_text())["run_id"]
+    check_run(repo, fresh, params, check_outputs(repo))
 
 
 def check_champion_is_the_lowest_test_mse(repo: Path, name: str, tracked: list[Any]) -> None:
@@ -272,15 +284,3 @@ def check_predictor_serves_without_the_project(repo: Path, scratch: Path) -> Non
     predicted = np.load(scratch / "predicted.npy")
     assert predicted.shape == windows.shape
     np.testing.assert_allclose(predicted, expected, atol=1e-5)
-
-
-def test_after_a_store_reset_a_forced_repro_logs_a_new_run(repo: Path,
-                                                          tiny_params: dict[str, Any]) -> None:
-    repro(repo)
-    (repo / "mlflow.db").unlink()
-    shutil.rmtree(repo / "mlartifacts")
-    # Nothing changed, so DVC would restore or skip every stage: -f runs them again.
-    assert repro(repo, "-f") == list(STAGES)
-    (tracked,) = runs(repo, tiny_params["tracking"]["experiment"])
-    assert tracked.info.run_id == json.loads((repo / RUN).read_text())["run_id"]
-    check_run(repo, tracked, tiny_params, check_outputs(repo))

@@ -94,9 +94,26 @@ def test_a_killed_fit_resumes_after_its_last_epoch_with_early_stopping_as_it_was
     assert_same(resumed.start, killed.after[11])
     # EarlyStopping ends the resumed training where it ends the uninterrupted one.
     assert max(resumed.after) == max(uninterrupted.after) < 59
-    # Only the latest EarlyStopping state is kept.
-    assert sorted(path.name for path in tmp_path.glob("early_stopping-*")) == [
-        f"early_stopping-{max(resumed.after) + 1}.{ext}" for ext in ("json", "npz")]
+    # The EarlyStopping states of the last two backups are kept, as Keras keeps its own.
+    last = max(resumed.after) + 1
+    assert sorted(path.name for path in tmp_path.glob("early_stopping-*")) == sorted(
+        f"early_stopping-{epoch}.{ext}" for epoch in (last - 1, last) for ext in ("json", "npz"))
+
+
+def test_a_backup_damaged_by_the_kill_falls_back_to_the_one_before(tmp_path: Path) -> None:
+    train(tmp_path, kill_at=6)
+    weights = tmp_path / "keras" / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:100])  # killed while it was written
+    assert train(tmp_path, kill_at=7).first_epoch == 5
+
+
+def test_an_unreadable_backup_means_training_from_the_first_epoch(tmp_path: Path) -> None:
+    train(tmp_path, kill_at=6)
+    for damaged in (tmp_path / "keras").glob("*.h5*"):
+        damaged.write_bytes(b"not hdf5")
+    fresh, started = train(tmp_path, kill_at=1), train(tmp_path / "other", kill_at=1)
+    assert fresh.first_epoch == 0
+    assert_same(fresh.start[0], started.start[0])  # the initial weights, not half-loaded ones
 
 
 def test_backups_are_made_at_most_every_backup_seconds(tmp_path: Path) -> None:

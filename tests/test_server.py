@@ -1,19 +1,25 @@
-"""The pipeline against a team's tracking server: a real `mlflow server` on 127.0.0.1."""
+"""The pipeline against a team's tracking server (a real `mlflow server` on 127.0.0.1), and
+its champion behind a REST endpoint (the real `mlflow models serve`)."""
 
 import json
 import os
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.keras
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import mlflow_server, run
+from conftest import free_port, listening, mlflow_server, run
 from mlflow.tracking import MlflowClient
 
-from pipeline.paths import RUN
+from pipeline.data import ARRAY_NAMES, split_windows
+from pipeline.io import read_arrays
+from pipeline.paths import PREDICTIONS, RUN, WINDOWS
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +95,36 @@ def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
     loaded = run([sys.executable, "-I", "-c", LOAD_CHAMPION, f"models:/{name}@champion",
                   str(steps)], elsewhere, env=on_server)
     assert loaded.stdout.splitlines()[-2:] == [f"(2, {steps}, 1)", "no-project-code"]
+    check_rest_endpoint(repo, f"models:/{name}@champion", elsewhere, on_server)
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` as JSON; return the JSON answer."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def check_rest_endpoint(repo: Path, model_uri: str, elsewhere: Path,
+                        env: dict[str, str]) -> None:
+    """Serve `model_uri` with `mlflow models serve` outside the project: the first and last
+    test windows, posted to /invocations, come back as evaluate predicted them."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    test = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")
+    table = pd.read_csv(repo / PREDICTIONS)
+    with listening(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve",
+                   cwd=elsewhere, env=env, timeout=120):
+        for index in (0, len(test["start"]) - 1):
+            window = test["encoder_in"][index]  # (steps, 1): one window of the input signal
+            answer = post(f"http://127.0.0.1:{port}/invocations", {"inputs": [window.tolist()]})
+            predicted = np.asarray(answer["predictions"])
+            expected = table[(table["split"] == "test")
+                             & (table["window"] == test["start"][index])]["prediction"]
+            assert predicted.shape == (1, *window.shape)
+            np.testing.assert_allclose(predicted.ravel(), expected.to_numpy(), atol=1e-5)
 
 
 LOAD_CHAMPION = """
