@@ -92,6 +92,8 @@ def connect() -> str:
     uri = tracking_uri()
     for key, value in HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    if shown(uri) != uri:  # MLflow would print its "View run" links with the credentials
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     return uri

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from browser import render
 from conftest import mlflow_server, run
 from mlflow.tracking import MlflowClient
 
+from pipeline.paths import RUN
 from pipeline.tracking import MODEL_RUN_TAG
 
 pytestmark = pytest.mark.slow
@@ -31,15 +33,26 @@ def results(repo: Path) -> tuple[list[np.ndarray], str]:
 
 
 def test_same_params_give_identical_weights_and_metrics_with_1_or_2_threads(
-        repo: Path) -> None:
+        repo: Path, tiny_params: dict) -> None:
     run([*DVC, "repro"], repo)  # TensorFlow uses every core by default (two here)...
     first_weights, first_metrics = results(repo)
+    # The store deleted too: nothing changed, so DVC would skip every stage; -f runs them
+    # again, and the new store gets the one new run.
+    (repo / "mlflow.db").unlink()
+    shutil.rmtree(repo / "mlartifacts")
     one_thread = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    run([*DVC, "repro", "-f", "evaluate"], repo, env={**os.environ, **one_thread})  # ...or one
+    output = run([*DVC, "repro", "-f"], repo, env={**os.environ, **one_thread}).stdout  # ...or one
+    assert output.count("Running stage") == 5
     weights, metrics = results(repo)
     assert metrics == first_metrics
     for before, after in zip(first_weights, weights, strict=True):
         np.testing.assert_array_equal(before, after)
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+    (fresh,) = client.search_runs([experiment.experiment_id])
+    assert fresh.info.status == "FINISHED"
+    assert fresh.info.run_id == json.loads((repo / RUN).read_text())["run_id"]
+    assert len(client.list_artifacts(fresh.info.run_id, "plots")) == 3
 
 
 def wait_for_queue(repo: Path, timeout: float = 300) -> str:

@@ -12,6 +12,7 @@ import pytest
 from conftest import run, tabled_test_windows, with_overrides, write_params
 
 from pipeline.errors import InputError
+from pipeline.io import dvc_md5
 from pipeline.paths import RUN, TEST_SERIES, TRAIN_SERIES
 from pipeline.stages import generate
 
@@ -141,7 +142,9 @@ def test_the_pipeline_runs_on_a_csv_tracked_with_dvc_add(repo: Path,
     assert np.isfinite(metrics.loc[["free_run_mse", "skill_vs_mean"]]).all(axis=None)
     check_served_in_the_users_units(repo)
 
-    # An edit of the file, recorded with `dvc add`, reruns the pipeline from generate.
+    # An edit of the file, recorded with `dvc add`, reruns the pipeline from generate, and
+    # the new run's datasets carry the new series' hashes.
+    first = training_digest(repo)
     write_csv(repo, in_hundreds_with_a_gap().assign(y=lambda table: table["y"] * 0.5
                                                     ).to_csv(index=False))
     run([*dvc, "add", str(OWN)], repo)
@@ -149,6 +152,17 @@ def test_the_pipeline_runs_on_a_csv_tracked_with_dvc_add(repo: Path,
     output = run([*dvc, "repro"], repo).stdout
     assert "Running stage 'generate'" in output and "Running stage 'train'" in output
     assert pd.read_csv(repo / TRAIN_SERIES)["target"].max() == pytest.approx(200, rel=1e-3)
+    assert training_digest(repo) not in {first, None}
+
+
+def training_digest(repo: Path) -> str | None:
+    """Return the digest of the latest run's training dataset: the series file's DVC hash."""
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    tracked = mlflow.get_run(json.loads((repo / RUN).read_text())["run_id"])
+    digests = [item.dataset.digest for item in tracked.inputs.dataset_inputs
+               if any(tag.value == "training" for tag in item.tags)]
+    assert digests == [dvc_md5(repo / TRAIN_SERIES)]
+    return digests[0]
 
 
 def check_served_in_the_users_units(repo: Path) -> None:

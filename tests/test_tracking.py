@@ -184,3 +184,31 @@ def _cwd(link: Path) -> Path | None:
         return link.readlink()
     except OSError:
         return None
+
+
+RACER = """
+import sys, time
+from pipeline import tracking
+while time.time() < float(sys.argv[1]):  # both start together
+    time.sleep(0.001)
+with tracking.training_run("exp") as run:
+    print(run.info.run_id)
+"""
+
+
+def test_stages_starting_together_on_a_new_store_both_land_in_one_experiment(
+        root: Path) -> None:
+    # Queued experiments start together: they would race to create the schema and the
+    # experiment ("table already exists", "database is locked") without the store's lock.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = str(time.time() + 6)  # after both interpreters have imported MLflow
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, start], cwd=root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0], outputs
+    run_ids = {out.strip().splitlines()[-1] for out, _ in outputs}
+    (experiment,) = [e for e in client().search_experiments() if e.name == "exp"]
+    found = client().search_runs([experiment.experiment_id])
+    assert {r.info.run_id for r in found} == run_ids and len(run_ids) == 2
+    assert {r.info.status for r in found} == {"FINISHED"}

@@ -58,8 +58,8 @@ def logged_history(run_id: str) -> pd.DataFrame:
 
 
 def train_model(params: Params, arrays: dict[str, np.ndarray],
-                callbacks: list[keras.callbacks.Callback]) -> keras.Model:
-    """Build a seeded model and fit it; return it."""
+                callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, pd.DataFrame]:
+    """Build a seeded model and fit it; return it and the epochs this fit trained."""
     keras.utils.set_random_seed(params.train.seed)
     train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
     strategy = distribution(params.train.devices)
@@ -72,8 +72,9 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
             params.window.steps, params.model.units, params.train.learning_rate,
             params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
             scaling=scaling_statistics(arrays) if params.scales() else None)
-    fit(model, train, validation, params.train, callbacks)
-    return model
+    history = fit(model, train, validation, params.train, callbacks)
+    return model, pd.DataFrame({"epoch": history.epoch, **{
+        key: history.history[key] for key in ("loss", "val_loss")}})
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
@@ -116,7 +117,7 @@ def main() -> None:
         if not resumed:
             start_records(params, arrays)
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
-        model = train_model(params, arrays, [
+        model, _ = train_model(params, arrays, [
             logged.EpochMetrics(done), EpochProgress(params.train.epochs),
             resume.TrainingBackup(backup, params.train.backup_seconds,
                                   mlflow.flush_async_logging)])
