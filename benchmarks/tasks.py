@@ -22,7 +22,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.io import read_arrays
+from pipeline.files import read_arrays
 
 STEPS, UNITS = 24, 10  # the seed's; the benchmark runs on default params
 

@@ -19,7 +19,7 @@ from mlflow.keras import MlflowCallback
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 
-from pipeline.io import dvc_md5
+from pipeline.files import dvc_md5
 
 # The MLflow dataset context of each split, and the series file its windows are cut from.
 DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}

@@ -20,7 +20,7 @@ import numpy as np
 from keras import layers
 
 from pipeline.errors import InputError
-from pipeline.io import require
+from pipeline.files import require
 
 # Unrolled RNNs trace and run faster for short windows (no while loop per layer);
 # past this many steps the unrolled graph grows too large to pay off.

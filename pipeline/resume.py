@@ -6,7 +6,8 @@ keyed by a digest of everything training depends on (its params, the windows, th
 package's code, the store) and by the DVC experiment's name: a changed param, code or
 data never resumes a stale backup, and parallel experiments never share one. Beside
 Keras' files it holds the MLflow run the training logs to, so a resumed training
-continues that run, and EarlyStopping's state, which Keras does not back up.
+continues that run, and the optimizer's and EarlyStopping's state, which Keras' backup
+leaves out.
 """
 
 from pipeline.backend import keras
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import paths, store
-from pipeline.io import dvc_md5
+from pipeline.files import dvc_md5
 from pipeline.params import Params
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,11 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
     (0: every epoch), with EarlyStopping's state.
 
     Each backup first waits for MLflow's queued metrics (so the run holds every epoch the
-    backup has), then writes EarlyStopping's state for that epoch, then Keras' weights and
-    epoch. On restore, fit starts at the backed-up epoch, and EarlyStopping gets back its
-    best val_loss, its best weights and how long it has waited, as if never stopped.
+    backup has), then writes what Keras' backup leaves out (the optimizer's variables and
+    EarlyStopping's state) for that epoch, then Keras' weights and epoch. On restore, fit
+    starts at the backed-up epoch, Adam goes on with its moments and step count, and
+    EarlyStopping gets back its best val_loss, its best weights and how long it has
+    waited, as if never stopped.
     """
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
@@ -105,45 +108,58 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if self.started_at is None:  # the first epoch of this fit: where it resumed
             self.started_at = epoch
             if epoch:
-                log.info("resuming training from its backup: epoch %d", epoch + 1)
-                self._restore_stopping(epoch)
+                restored = self._restore_state(epoch)
+                log.info("resuming training from its backup: epoch %d (%s restored)",
+                         epoch + 1, ", ".join(["weights", *restored]))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.clock() - self.last_saved < self.seconds:
             return
         self.flush()
-        self._save_stopping(epoch + 1)
+        self._save_state(epoch + 1)
         super().on_epoch_end(epoch, logs)
         self.saved = [*self.saved[-1:], epoch + 1]  # Keras keeps this state and the one before
-        for old in self.folder.glob("early_stopping-*"):
+        for old in self.folder.glob("state-*"):
             if int(old.name.split("-")[1].split(".")[0]) not in self.saved:
                 old.unlink(missing_ok=True)
         self.last_saved = self.clock()
 
-    def _stopping_files(self, epoch: int) -> tuple[Path, Path]:
-        return (self.folder / f"early_stopping-{epoch}.json",
-                self.folder / f"early_stopping-{epoch}.npz")
+    def _state_files(self, epoch: int) -> tuple[Path, Path]:
+        return self.folder / f"state-{epoch}.json", self.folder / f"state-{epoch}.npz"
 
-    def _save_stopping(self, epoch: int) -> None:
-        """Write EarlyStopping's state as it stands after `epoch` epochs."""
-        if self.stopping is None:
-            return
+    def _save_state(self, epoch: int) -> None:
+        """Write what Keras' backup leaves out, as it stands after `epoch` epochs: the
+        optimizer's variables (Adam's moments and step count) and EarlyStopping's state."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        state, weights = self._stopping_files(epoch)
-        if self.stopping.best_weights is not None:
-            np.savez(weights, *self.stopping.best_weights)
-        state.write_text(json.dumps({"wait": self.stopping.wait,
-                                     "best": float(self.stopping.best),
-                                     "best_epoch": self.stopping.best_epoch}))
+        scalars, arrays = self._state_files(epoch)
+        held = {f"optimizer_{i}": np.asarray(variable.numpy())
+                for i, variable in enumerate(self.model.optimizer.variables)}
+        stopping = {}
+        if self.stopping is not None:
+            stopping = {"wait": self.stopping.wait, "best": float(self.stopping.best),
+                        "best_epoch": self.stopping.best_epoch}
+            held |= {f"best_{i}": weights
+                     for i, weights in enumerate(self.stopping.best_weights or [])}
+        np.savez(arrays, **held)
+        scalars.write_text(json.dumps({"early_stopping": stopping}))
 
-    def _restore_stopping(self, epoch: int) -> None:
-        """Give EarlyStopping back its state after `epoch` epochs."""
-        state, weights = self._stopping_files(epoch)
-        if self.stopping is None or not state.exists():
-            return
-        saved = json.loads(state.read_text())
-        self.stopping.wait, self.stopping.best = saved["wait"], saved["best"]
-        self.stopping.best_epoch = saved["best_epoch"]
-        if weights.exists():
-            with np.load(weights) as held:
-                self.stopping.best_weights = [held[f"arr_{i}"] for i in range(len(held))]
+    def _restore_state(self, epoch: int) -> list[str]:
+        """Give the optimizer and EarlyStopping back their state after `epoch` epochs;
+        return what was restored."""
+        scalars, arrays = self._state_files(epoch)
+        if not (scalars.exists() and arrays.exists()):
+            return []
+        restored, stopping = [], json.loads(scalars.read_text())["early_stopping"]
+        with np.load(arrays) as held:
+            variables = self.model.optimizer.variables
+            if sum(key.startswith("optimizer_") for key in held) == len(variables):
+                for i, variable in enumerate(variables):
+                    variable.assign(held[f"optimizer_{i}"])
+                restored.append("optimizer")
+            best = [held[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in held))]
+        if self.stopping is not None and stopping:
+            self.stopping.wait, self.stopping.best = stopping["wait"], stopping["best"]
+            self.stopping.best_epoch = stopping["best_epoch"]
+            self.stopping.best_weights = best or None
+            restored.append("early stopping")
+        return restored

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import open_runs, paths, store
 from pipeline.errors import InputError
-from pipeline.io import read_json
+from pipeline.files import read_json
 
 log = logging.getLogger(__name__)
 

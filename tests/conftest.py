@@ -233,7 +233,7 @@ def tabled_test_windows(repo: Path) -> tuple[Any, Any]:
     import pandas as pd  # noqa: PLC0415 - most tests need neither pandas nor the package
 
     from pipeline.data import ARRAY_NAMES, split_windows  # noqa: PLC0415
-    from pipeline.io import read_arrays  # noqa: PLC0415
+    from pipeline.files import read_arrays  # noqa: PLC0415
     from pipeline.paths import PREDICTIONS, WINDOWS  # noqa: PLC0415
 
     table = pd.read_csv(repo / PREDICTIONS)

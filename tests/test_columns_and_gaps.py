@@ -12,7 +12,7 @@ from test_own_series import OWN, own_params, write_csv
 
 from pipeline.data import ARRAY_NAMES, split_windows
 from pipeline.errors import InputError
-from pipeline.io import read_arrays
+from pipeline.files import read_arrays
 from pipeline.paths import TEST_SERIES, TRAIN_SERIES, WINDOWS
 from pipeline.stages import generate, window
 

@@ -117,44 +117,37 @@ def kill_repro_once_it_trained(repo: Path, epochs: int) -> Any:
     return victim
 
 
-def test_a_sigkilled_training_resumes_in_its_run_or_is_closed_killed(
-        repo: Path, tiny_params: dict) -> None:
-    # Killed before any backup (backups every 10 s by default), then params change: the
-    # next repro trains afresh and closes the killed stage's run KILLED.
+def test_a_sigkilled_training_resumes_in_its_run(repo: Path, tiny_params: dict) -> None:
+    # (A killed stage's run that nothing resumes is closed KILLED: test_tracking.py.)
     write_params(repo, with_overrides(tiny_params, {
-        "train": {"epochs": 1_000_000, "backup_seconds": 1000}}))
-    abandoned = kill_repro_once_it_trained(repo, 1)
-    backups = repo / paths.BACKUPS_DIR
-    assert not list(backups.glob("*/keras/*"))  # its run is noted, no epoch backed up
-    before = set(backups.iterdir())
-    write_params(repo, with_overrides(tiny_params, {
-        "train": {"epochs": 60, "learning_rate": 0.01, "backup_seconds": 0}}))
-    victim = kill_repro_once_it_trained(repo, 20)
-    assert client(repo).get_run(abandoned.info.run_id).info.status == "KILLED"
-    (backup,) = set(backups.iterdir()) - before  # its own folder: other params
+        "train": {"epochs": 40, "learning_rate": 0.01, "backup_seconds": 0}}))
+    victim = kill_repro_once_it_trained(repo, 15)
+    (backup,) = (repo / paths.BACKUPS_DIR).iterdir()
     assert list(backup.glob("keras/*"))
 
     # The same params again: training goes on from its backup, in the same run.
     done = run([*DVC, "repro"], repo)
-    assert "resuming training from its backup" in done.stdout + done.stderr
+    (resuming,) = [line for line in (done.stdout + done.stderr).splitlines()
+                   if "resuming training from its backup" in line]
+    assert resuming.endswith("(weights, optimizer restored)")
     resumed = client(repo).get_run(victim.info.run_id)
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags[RESUMES_TAG] == "1"
     steps = [m.step for m in client(repo).get_metric_history(victim.info.run_id, "loss")]
-    assert sorted(steps) == list(range(60))  # every epoch exactly once
+    assert sorted(steps) == list(range(40))  # every epoch exactly once
     assert sorted(m.step for m in client(repo).get_metric_history(
-        victim.info.run_id, "val_loss")) == list(range(60))
+        victim.info.run_id, "val_loss")) == list(range(40))
     history = pd.read_csv(repo / "data" / "model" / "history.csv")
-    assert history["epoch"].tolist() == list(range(60))
+    assert history["epoch"].tolist() == list(range(40))
     assert json.loads((repo / RUN).read_text())["run_id"] == victim.info.run_id
     assert not backup.exists()  # removed after success
-    assert {r.info.status for r in all_runs(repo)} == {"KILLED", "FINISHED"}
+    assert [r.info.status for r in all_runs(repo)] == ["FINISHED"]
 
     # Its quality is that of an uninterrupted training of the same params.
     resumed_mse = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
     run([*DVC, "repro", "-f", "evaluate"], repo)
     uninterrupted = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
-    assert resumed_mse == pytest.approx(uninterrupted, rel=0.25)
+    assert resumed_mse == pytest.approx(uninterrupted, rel=0.25), resuming
 
 
 def closed_port() -> int:

@@ -12,7 +12,7 @@ import pytest
 from conftest import run, tabled_test_windows, with_overrides, write_params
 
 from pipeline.errors import InputError
-from pipeline.io import dvc_md5
+from pipeline.files import dvc_md5
 from pipeline.paths import RUN, TEST_SERIES, TRAIN_SERIES
 from pipeline.stages import generate
 

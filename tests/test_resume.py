@@ -32,10 +32,12 @@ class Watch(keras.callbacks.Callback):
         self.first_epoch: int | None = None
 
     def state(self) -> tuple:
-        """Return the weights and EarlyStopping's (wait, best, best_epoch, best_weights)."""
+        """Return the weights and EarlyStopping's (wait, best, best_epoch, best_weights),
+        and the optimizer's variables (Adam's step count and moments)."""
         stopping = self.backup.stopping  # fit hands the backup its EarlyStopping
         return (self.model.get_weights(), stopping.wait, stopping.best, stopping.best_epoch,
-                stopping.best_weights)
+                stopping.best_weights,
+                [np.asarray(v.numpy()) for v in self.model.optimizer.variables])
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == self.kill_at:
@@ -87,17 +89,18 @@ def test_a_killed_fit_resumes_after_its_last_epoch_with_early_stopping_as_it_was
         tmp_path: Path) -> None:
     uninterrupted = train(tmp_path / "uninterrupted")
     killed = train(tmp_path, kill_at=12)
-    _, wait, _, _, best_weights = killed.after[11]
+    _, wait, _, _, best_weights, optimizer = killed.after[11]
+    assert optimizer[0] > 0  # Adam's step count: it has a state worth keeping too
     assert wait > 0 and best_weights is not None  # EarlyStopping has a state worth keeping
     resumed = train(tmp_path)
     assert resumed.first_epoch == 12  # the twelve completed epochs are not trained again
     assert_same(resumed.start, killed.after[11])
     # EarlyStopping ends the resumed training where it ends the uninterrupted one.
     assert max(resumed.after) == max(uninterrupted.after) < 59
-    # The EarlyStopping states of the last two backups are kept, as Keras keeps its own.
+    # The states of the last two backups are kept, as Keras keeps its own.
     last = max(resumed.after) + 1
-    assert sorted(path.name for path in tmp_path.glob("early_stopping-*")) == sorted(
-        f"early_stopping-{epoch}.{ext}" for epoch in (last - 1, last) for ext in ("json", "npz"))
+    assert sorted(path.name for path in tmp_path.glob("state-*")) == sorted(
+        f"state-{epoch}.{ext}" for epoch in (last - 1, last) for ext in ("json", "npz"))
 
 
 def test_a_backup_damaged_by_the_kill_falls_back_to_the_one_before(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from conftest import free_port, listening, mlflow_server, run
 from mlflow.tracking import MlflowClient
 
 from pipeline.data import ARRAY_NAMES, split_windows
-from pipeline.io import read_arrays
+from pipeline.files import read_arrays
 from pipeline.paths import PREDICTIONS, RUN, WINDOWS
 
 pytestmark = pytest.mark.slow

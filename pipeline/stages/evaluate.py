@@ -28,7 +28,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.io import read_arrays, write_json, write_table
+from pipeline.files import read_arrays, write_json, write_table
 from pipeline.metrics import BASELINES, SplitScores
 from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params

@@ -18,7 +18,7 @@ from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.data import input_names, sample_series, split_sizes, window_count
 from pipeline.errors import InputError
-from pipeline.io import read_table, write_table
+from pipeline.files import read_table, write_table
 from pipeline.params import CsvParams, GenerateParams, WindowParams, load_params
 
 log = logging.getLogger(__name__)

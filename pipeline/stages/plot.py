@@ -17,7 +17,7 @@ from pipeline import paths, tracking
 from pipeline.cli import run_stage
 from pipeline.data import input_columns
 from pipeline.errors import InputError
-from pipeline.io import atomic_path, read_series, read_table
+from pipeline.files import atomic_path, read_series, read_table
 from pipeline.params import load_params
 
 log = logging.getLogger(__name__)

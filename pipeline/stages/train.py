@@ -30,7 +30,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.io import atomic_path, read_arrays, write_json, write_table
+from pipeline.files import atomic_path, read_arrays, write_json, write_table
 from pipeline.model import (
     DECODER_IN,
     ENCODER_IN,

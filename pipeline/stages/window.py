@@ -13,7 +13,7 @@ from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.data import SPLITS, Series, cut_splits, input_columns
 from pipeline.errors import InputError
-from pipeline.io import read_series, write_arrays
+from pipeline.files import read_series, write_arrays
 from pipeline.params import load_params
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.io import atomic_path, read_arrays, read_json, read_table, write_arrays
+from pipeline.files import atomic_path, read_arrays, read_json, read_table, write_arrays
 
 
 @pytest.fixture
