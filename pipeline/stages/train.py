@@ -48,6 +48,12 @@ SERIES_OF = {"train": paths.TRAIN_SERIES, "validation": paths.TRAIN_SERIES,
              "test": paths.TEST_SERIES}
 
 
+def history_table(history: keras.callbacks.History) -> pd.DataFrame:
+    """Return Keras' History as a table: epoch, loss, val_loss."""
+    return pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
+                         "val_loss": history.history["val_loss"]})
+
+
 def logged_history(run_id: str) -> pd.DataFrame:
     """Return loss and val_loss per epoch as the run holds them, every epoch of a resumed
     training included: the table DVC plots."""
@@ -72,9 +78,7 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
             params.window.steps, params.model.units, params.train.learning_rate,
             params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
             scaling=scaling_statistics(arrays) if params.scales() else None)
-    history = fit(model, train, validation, params.train, callbacks)
-    return model, pd.DataFrame({"epoch": history.epoch, **{
-        key: history.history[key] for key in ("loss", "val_loss")}})
+    return model, history_table(fit(model, train, validation, params.train, callbacks))
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
