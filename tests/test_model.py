@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import default_params
 
+from pipeline import training
 from pipeline.data import cut_splits, split_stretch, split_windows
 from pipeline.errors import InputError
 from pipeline.model import (
@@ -220,6 +221,28 @@ def test_the_seeded_shuffle_is_that_of_the_materialised_windows() -> None:
                 materialised, streamed, strict=True):
             np.testing.assert_array_equal(old_inputs[0].numpy(), new_inputs[0].numpy())
             np.testing.assert_array_equal(old_target.numpy(), new_target.numpy())
+
+
+def test_past_the_buffer_limit_each_epoch_is_a_seeded_permutation_of_all_windows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    arrays = small_arrays()
+    windows = split_windows(arrays, "train")
+    count = len(windows["target"])
+    monkeypatch.setattr(training, "BUFFERED_SHUFFLE_LIMIT", count - 1)  # a "long" series
+
+    def epochs(seed: int) -> list[np.ndarray]:
+        dataset = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=seed)
+        return [np.concatenate([target.numpy() for _, target in dataset]) for _ in range(3)]
+
+    first, again = epochs(9), epochs(9)
+    for drawn, redrawn in zip(first, again, strict=True):
+        np.testing.assert_array_equal(drawn, redrawn)  # deterministic for a seed
+        # Every window exactly once, each epoch, with its own values.
+        order = [int(np.flatnonzero((windows["target"] == window).all(axis=(1, 2)))[0])
+                 for window in drawn]
+        assert sorted(order) == list(range(count))
+    assert not np.array_equal(first[0], first[1])  # reshuffled each epoch
+    assert not np.array_equal(first[0], epochs(10)[0])  # and by the seed
 
 
 def test_the_compiled_call_traces_once_for_every_batch_size(model: keras.Model) -> None:
