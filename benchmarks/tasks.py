@@ -100,7 +100,7 @@ def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
                                  steps_per_execution=steps_per_execution(
                                      split_window_count(arrays, "train"), batch_size))
     params = TrainParams(epochs=epochs, batch_size=batch_size, learning_rate=0.001, seed=seed,
-                         devices=1, backup_seconds=10,
+                         devices=1, backup_seconds=10, prediction_images=0,
                          early_stopping_patience=0)
     timer, start = _epoch_timer(), time.perf_counter()
     history = fit(model, train, validation, params, [timer])

@@ -1,6 +1,6 @@
 """Command: move the `champion` alias to the best model version, or to one you name.
 
-    python -m pipeline.champion              # lowest test.free_run_mse in the experiment
+    python -m pipeline.champion              # lowest validation.free_run_mse in the experiment
     python -m pipeline.champion --version 3  # this version
 
 Then `mlflow.pyfunc.load_model("models:/<tracking.registered_model>@champion")` and
@@ -43,8 +43,10 @@ def main() -> None:
         if found is None:
             raise PipelineError(f"MLflow experiment {experiment!r} is not in the store "
                                 f"{store.shown(store.tracking_uri())}; run `dvc repro` first")
-        chosen, mse = registry.best_version(name, found.experiment_id)
-        why = f"{registry.RANKING_METRIC} {mse:.3g}, the lowest in {experiment!r}"
+        chosen, metrics = registry.best_version(name, found.experiment_id)
+        why = (f"{registry.RANKING_METRIC} {metrics[registry.RANKING_METRIC]:.3g}, the lowest "
+               f"in {experiment!r}; {registry.REPORTED_METRIC} "
+               f"{metrics.get(registry.REPORTED_METRIC, float('nan')):.3g}")
     registry.crown(name, chosen.version)
     log.info("models:/%s@%s is version %s (run %s, %s)", name, registry.CHAMPION,
              chosen.version, chosen.run_id, why)

@@ -141,6 +141,7 @@ class TrainParams(Section):
     devices: Devices
     backup_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False,
                                            description="must be a number ≥ 0")]
+    prediction_images: Annotated[int, Field(ge=0, le=20, description="must be in 0..20")]
 
 
 class EvaluateParams(Section):

@@ -37,6 +37,10 @@ TRACKING_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # Runs a stage holds open, so the next one can close those of a killed stage.
 OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
+# The tuning study (pipeline.tune): its search space, its default storage, trials' logs.
+TUNE_FILE = Path("tune.yaml")
+STUDY_DB = Path("tune.db")
+TUNE_LOGS_DIR = Path(".dvc", "tmp", "pipeline-tune-logs")
 # Backups of a training in progress, one folder per experiment and inputs (pipeline.resume).
 BACKUPS_DIR = Path(".dvc", "tmp", "pipeline-train-backups")
 

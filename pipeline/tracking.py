@@ -28,6 +28,10 @@ from pipeline.files import read_json
 log = logging.getLogger(__name__)
 
 PACKAGES = ("tensorflow", "keras", "mlflow", "dvc")
+# A tuning study (pipeline.tune) names itself and its trial to the stages it runs through
+# these variables; the runs carry them as tags, so the MLflow UI groups runs by study.
+STUDY_ENV, TRIAL_ENV = "PIPELINE_STUDY", "PIPELINE_TRIAL"
+STUDY_TAGS = {STUDY_ENV: "pipeline.study", TRIAL_ENV: "pipeline.trial"}
 
 
 def _git(*args: str) -> str | None:
@@ -51,6 +55,8 @@ def run_tags() -> dict[str, str]:
         tags["mlflow.source.git.commit"] = commit  # shown by the MLflow UI
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    tags.update({tag: os.environ[name] for name, tag in STUDY_TAGS.items()
+                 if os.environ.get(name)})
     return tags
 
 

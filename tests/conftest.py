@@ -3,6 +3,7 @@
 import contextlib
 import copy
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Longer than any command of a test takes (a tiny `dvc repro` takes seconds).
 COMMAND_TIMEOUT_SECONDS = 300
 # What a user's clone holds that the pipeline needs; outputs and stores are left behind.
-PROJECT_FILES = ("pipeline", "params.yaml", "dvc.yaml", ".dvcignore", ".gitignore",
+PROJECT_FILES = ("pipeline", "params.yaml", "tune.yaml", "dvc.yaml", ".dvcignore", ".gitignore",
                  "docs/examples")
 
 # Small enough that a full `dvc repro` takes seconds beyond the TensorFlow imports.
@@ -241,3 +242,15 @@ def tabled_test_windows(repo: Path) -> tuple[Any, Any]:
     starts = test["window"].unique()  # the test series' first window is 0
     windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test", starts)
     return windows["encoder_in"], test["prediction"].to_numpy().reshape(len(starts), -1, 1)
+
+
+def logged_image_steps(client: Any, run_id: str) -> set[int]:
+    """Return the steps at which a run logged its prediction figure with mlflow.log_image
+    (artifacts images/<key>+step+<N>+...png), checking there is one figure per step."""
+    from pipeline.images import IMAGE_KEY  # noqa: PLC0415 - imports Keras: only when used
+
+    paths = [item.path for item in client.list_artifacts(run_id, "images")]
+    steps = [int(match.group(1)) for path in paths
+             if (match := re.fullmatch(rf"images/{IMAGE_KEY}\+step\+(\d+)\+.*\.png", path))]
+    assert len(steps) == len(set(steps)), paths
+    return set(steps)

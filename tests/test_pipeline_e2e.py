@@ -11,9 +11,17 @@ import mlflow.keras
 import numpy as np
 import pytest
 import yaml
-from conftest import run, stage_pids, tabled_test_windows, with_overrides, write_params
+from conftest import (
+    logged_image_steps,
+    run,
+    stage_pids,
+    tabled_test_windows,
+    with_overrides,
+    write_params,
+)
 from mlflow.tracking import MlflowClient
 
+from pipeline.images import image_epochs
 from pipeline.params import parse_params
 from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
 
@@ -92,6 +100,8 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
         assert tracked.data.metrics[f"test.{name}"] == pytest.approx(metrics["test"][name])
     figures = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert figures == {"plots/series.png", "plots/loss.png", "plots/predictions.png"}
+    epochs, images = params["train"]["epochs"], params["train"]["prediction_images"]
+    assert logged_image_steps(client, run_id) == image_epochs(epochs, images)
 
 
 def locked_md5(repo: Path, path: Path) -> str:
@@ -218,16 +228,20 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     check_run(repo, new, units_edit, check_outputs(repo))
     check_version(repo, new, registered, 2)
     assert check_datasets(repo, new) == first_data  # same data, same digests
-    check_champion_is_the_lowest_test_mse(repo, registered, [old, new])
+    check_champion_is_the_lowest_validation_mse(repo, registered, [old, new])
 
 
 
-def check_champion_is_the_lowest_test_mse(repo: Path, name: str, tracked: list[Any]) -> None:
-    """Run the champion command: by default it picks the lowest test MSE; else the named."""
+def check_champion_is_the_lowest_validation_mse(repo: Path, name: str,
+                                                tracked: list[Any]) -> None:
+    """Run the champion command: by default it picks the lowest validation MSE and reports
+    its test MSE; else the named version."""
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    best = min(tracked, key=lambda one: one.data.metrics["test.free_run_mse"])
-    run([sys.executable, "-m", "pipeline.champion"], repo)
+    best = min(tracked, key=lambda one: one.data.metrics["validation.free_run_mse"])
+    crowned = run([sys.executable, "-m", "pipeline.champion"], repo)
     assert client.get_model_version_by_alias(name, "champion").run_id == best.info.run_id
+    test_mse = best.data.metrics["test.free_run_mse"]
+    assert f"test.free_run_mse {test_mse:.3g}" in crowned.stderr
     run([sys.executable, "-m", "pipeline.champion", "--version", "1"], repo)
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     missing = run([sys.executable, "-m", "pipeline.champion", "--version", "7"], repo,

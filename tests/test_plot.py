@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.stages.plot import MAX_DRAWN_POINTS, series_figure
+from pipeline.figures import MAX_DRAWN_POINTS, series_figure
 
 
 def series(points: int) -> pd.DataFrame:

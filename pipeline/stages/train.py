@@ -4,8 +4,9 @@ Writes the training model, the predictor (the same weights, decoding free-runnin
 per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
 add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
 `loss` and `val_loss` once per epoch (logged live by MLflow's Keras callback; epoch lines
-go to the stage's log), the machine's CPU and memory over time (MLflow's system metrics),
-and both models, logged with signatures: `model` takes [encoder_in, decoder_in] (teacher
+go to the stage's log), the free-running prediction figure at a few epochs (an MLflow
+image, pipeline.images), the machine's CPU and memory over time (MLflow's system
+metrics), and both models, logged with signatures: `model` takes [encoder_in, decoder_in] (teacher
 forcing), `predictor` maps input windows (batch, steps, k) to their free-running
 predictions (batch, steps, 1) and is registered as a new model version. Both take and
 return the user's units (scaling, if on, is inside them).
@@ -31,6 +32,7 @@ from pipeline.data import (
     split_windows,
 )
 from pipeline.files import atomic_path, read_arrays, write_json, write_table
+from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
     ENCODER_IN,
@@ -123,6 +125,7 @@ def main() -> None:
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
         model, _ = train_model(params, arrays, [
             logged.EpochMetrics(done), EpochProgress(params.train.epochs),
+            PredictionImages(arrays, params.train.epochs, params.train.prediction_images, done),
             resume.TrainingBackup(backup, params.train.backup_seconds,
                                   mlflow.flush_async_logging)])
         history = logged_history(run_id)

@@ -1,0 +1,88 @@
+"""One DVC experiment as a process: run it outside the workspace, read its metrics.
+
+`dvc exp run --temp` runs the pipeline in a temporary copy of the repository, so the
+workspace stays as it was and several experiments can run at once; `--wait-for-lock`
+lets them take turns at DVC's short repository lock instead of failing. The experiment
+then shows in `dvc exp show` like any other.
+"""
+
+import os
+import re
+import subprocess
+import threading
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+
+Value = bool | int | float | str
+METRICS_FILE = "data/metrics/metrics.json"
+# A stage's one-line error (pipeline.cli), then DVC's own.
+_STAGE_ERROR = re.compile(r" pipeline[\w.]*: error: (.*)$")
+_DVC_ERROR = re.compile(r"^ERROR: (.*)$")
+# DVC's Python API is not meant for concurrent calls in one process.
+_dvc_api = threading.Lock()
+
+
+class ExperimentError(PipelineError):
+    """The experiment did not finish; the message is why, in one line."""
+
+
+def set_param(key: str, value: Value) -> str:
+    """Return `dvc exp run`'s -S argument that sets `key` to `value` (floats written out in
+    full, so every YAML reader takes them as numbers)."""
+    if isinstance(value, float):
+        text = np.format_float_positional(value, trim="0")
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    else:
+        text = str(value)
+    return f"{key}={text}"
+
+
+def failure_reason(lines: list[str]) -> str:
+    """Return why an experiment failed, from the end of its output: the stage's one-line
+    error if there is one, else DVC's last error, else the last line."""
+    for pattern in (_STAGE_ERROR, _DVC_ERROR):
+        found = [match.group(1) for line in lines if (match := pattern.search(line))]
+        if found:
+            return found[-1].strip()
+    return next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+
+
+def run(name: str, values: dict[str, Value], log_file: Path,
+        env: dict[str, str] | None = None) -> None:
+    """Run DVC experiment `name` with params.yaml `values` set, its output to `log_file`;
+    raise ExperimentError with the reason if it fails."""
+    command = ["dvc", "--wait-for-lock", "exp", "run", "--temp", "--name", name,
+               *(argument for key, value in values.items()
+                 for argument in ("-S", set_param(key, value)))]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w", encoding="utf-8") as output:
+        done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False,
+                              env={**os.environ, **(env or {})})
+    if done.returncode != 0:
+        with log_file.open(encoding="utf-8", errors="replace") as output:
+            tail = list(deque(output, maxlen=200))
+        raise ExperimentError(f"{failure_reason(tail)} (exit {done.returncode}; log: {log_file})")
+
+
+def metrics(name: str, keys: tuple[str, ...]) -> dict[str, float]:
+    """Return metrics of experiment `name` as `dvc exp show` has them (`split.metric`)."""
+    import dvc.api  # noqa: PLC0415 - DVC's import is slow, and only this needs it
+
+    with _dvc_api:
+        try:
+            rows = dvc.api.exp_show(revs=[name])
+        except Exception as err:  # DVC's errors have many types; any means no metrics
+            raise ExperimentError(f"experiment {name}: its metrics cannot be read "
+                                  f"({type(err).__name__}: {err})") from err
+    # The workspace's row, then the experiment's own commit.
+    found = next((row for row in rows if row.get("rev") != "workspace"), {})
+    values = {key: found.get(key) for key in keys}
+    if not all(isinstance(value, int | float) for value in values.values()):
+        raise ExperimentError(f"experiment {name}: {METRICS_FILE} has no "
+                              f"{' and '.join(keys)}")
+    return {key: float(value) for key, value in values.items()}

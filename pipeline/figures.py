@@ -1,0 +1,89 @@
+"""The seed's three figures, drawn with matplotlib's object API (no GUI backend).
+
+1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
+predictions from a few windows against the true target. `plot` writes all three;
+`train` logs the third to its MLflow run at a few epochs (pipeline.images).
+"""
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from pipeline.data import input_columns
+
+# Beyond this many points a signal is drawn as its envelope: the figure stays fast to draw
+# and to read at any series length.
+MAX_DRAWN_POINTS = 4000
+
+
+def new_axes(title: str, xlabel: str, size: tuple[float, float] = (8, 4)) -> tuple[Figure, object]:
+    """Return a figure (8×4 inches by default) and its one gridded axes."""
+    figure = Figure(figsize=size)
+    axes = figure.subplots()
+    axes.set(title=title, xlabel=xlabel)
+    axes.grid()
+    return figure, axes
+
+
+def draw_signal(axes: object, x: pd.Series, values: pd.Series, label: str,
+                **style: str) -> None:
+    """Draw a signal as a line, or past MAX_DRAWN_POINTS as the band between its lowest
+    and highest value in each of MAX_DRAWN_POINTS / 2 bins (a long series' envelope)."""
+    if len(values) <= MAX_DRAWN_POINTS:
+        axes.plot(x, values, label=label, **style)
+        return
+    starts = np.arange(MAX_DRAWN_POINTS // 2) * len(values) // (MAX_DRAWN_POINTS // 2)
+    x, values = x.to_numpy(), values.to_numpy()
+    centres = np.add.reduceat(x, starts) / np.diff(starts, append=len(x))
+    axes.fill_between(centres, np.minimum.reduceat(values, starts),
+                      np.maximum.reduceat(values, starts),
+                      label=f"{label} (range per bin)", alpha=0.6)
+
+
+def series_figure(series: pd.DataFrame) -> Figure:
+    """Draw the input signal(s) and the target over x."""
+    figure, axes = new_axes("Training series", "x")
+    for column in (*input_columns(list(series.columns)), "target"):
+        draw_signal(axes, series["x"], series[column], column)
+    axes.legend()
+    return figure
+
+
+def loss_figure(history: pd.DataFrame) -> Figure:
+    """Draw training and validation loss per epoch, log-scaled."""
+    figure, axes = new_axes("Loss (MSE)", "epoch")
+    axes.plot(history["epoch"], history["loss"], label="loss")
+    axes.plot(history["epoch"], history["val_loss"], label="val_loss")
+    axes.set_yscale("log")
+    axes.legend()
+    return figure
+
+
+def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
+                       start_points: tuple[int, ...], title: str | None = None,
+                       size: tuple[float, float] = (8, 4)) -> Figure:
+    """Draw the free-running prediction of each start window (`predictions`: window, step,
+    x, prediction) against the true target of `series` (x, target)."""
+    figure, axes = new_axes(
+        title or f"Predictions from windows {', '.join(map(str, start_points))}", "x", size)
+    drawn = predictions[predictions["window"].isin(start_points)]
+    for index, start in enumerate(start_points):
+        window = drawn[drawn["window"] == start].sort_values("step")
+        axes.plot(window["x"], window["prediction"], color="red",
+                  label="free-running prediction" if index == 0 else None)
+    # The target where the drawn windows lie (all of the seed's short series).
+    shown = series[series["x"].between(drawn["x"].min(), drawn["x"].max())
+                   ] if len(series) > MAX_DRAWN_POINTS else series
+    draw_signal(axes, shown["x"], shown["target"], "target", color="blue", linestyle="dashed")
+    axes.legend()
+    return figure
+
+
+def pixels(figure: Figure, dpi: float) -> np.ndarray:
+    """Return the figure rendered as an RGB array (height, width, 3) of uint8."""
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    figure.tight_layout()  # what savefig's bbox_inches="tight" does for the PNG files
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -1,0 +1,95 @@
+"""The free-running prediction figure logged to the training run as it learns.
+
+At a few epochs spread over training, `train` draws what the model predicts from a few
+windows of the training series (the figure `plot` draws, smaller) and logs it with
+`mlflow.log_image(key=..., step=epoch)`: the MLflow UI then shows the selected runs'
+predictions side by side in its chart view, with a step slider to see each one evolve.
+"""
+
+from pipeline.backend import keras
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from pipeline.data import split_window_count, split_windows
+from pipeline.figures import pixels, predictions_figure
+from pipeline.model import build_predictor
+
+IMAGE_KEY = "predictions"
+DRAWN_WINDOWS = 4  # spread over the training series, as the seed's plot.start_points are
+IMAGE_SIZE, IMAGE_DPI = (6, 3), 80  # 480×240 pixels: enough to compare, cheap to log
+
+
+def image_epochs(epochs: int, count: int) -> frozenset[int]:
+    """Return the epochs (0-based) whose figure is logged: `count` spread from the last
+    back to the first (one is the last), fewer if training is shorter."""
+    if count == 0:
+        return frozenset()
+    spread = np.linspace(epochs - 1, 0, min(count, epochs)).round().astype(int)
+    return frozenset(spread.tolist())
+
+
+def drawn_windows(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Return DRAWN_WINDOWS windows spread over the training series (train and validation
+    splits), and the target series they lie on (x, target)."""
+    windows: dict[str, list[np.ndarray]] = {}
+    total = sum(split_window_count(arrays, split) for split in ("train", "validation"))
+    starts = np.unique(np.linspace(0, total - 1, DRAWN_WINDOWS).round().astype(int))
+    series = []
+    for split in ("train", "validation"):
+        first, count = int(arrays[f"{split}.first_window"]), split_window_count(arrays, split)
+        chosen = starts[(starts >= first) & (starts < first + count)] - first
+        for name, values in split_windows(arrays, split, chosen).items():
+            windows.setdefault(name, []).append(values)
+        series.append(pd.DataFrame({"x": arrays[f"{split}.x"],
+                                    "target": arrays[f"{split}.target"]}))
+    joined = pd.concat(series).drop_duplicates("x").sort_values("x")
+    return {name: np.concatenate(parts) for name, parts in windows.items()}, joined
+
+
+class PredictionImages(keras.callbacks.Callback):
+    """Log the free-running prediction figure at the epochs `image_epochs` picks, and of
+    the final model when early stopping ends training before the last of them.
+
+    Epochs in `logged` (a resumed training's, already in the run) are not logged again.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], epochs: int, count: int,
+                 logged: frozenset[int] = frozenset()) -> None:
+        super().__init__()
+        self.windows, self.series = drawn_windows(arrays)
+        self.planned = image_epochs(epochs, count)
+        self.logged = set(logged)
+        self.last_epoch = -1
+        self.predictor: keras.Model | None = None
+
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        """Build the free-running predictor on the model's own layers (its weights live)."""
+        if self.planned:
+            self.predictor = build_predictor(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Log the figure if this epoch is one of those planned."""
+        self.last_epoch = epoch
+        if epoch in self.planned and epoch not in self.logged:
+            self.log_figure(epoch, f"epoch {epoch}")
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        """Log the final model's figure, at the step after the last epoch, when early
+        stopping ended training before its last planned epoch (its best weights are back
+        by now)."""
+        if self.planned and 0 <= self.last_epoch < max(self.planned):
+            self.log_figure(self.last_epoch + 1, "final model (best val_loss weights)")
+
+    def log_figure(self, epoch: int, when: str) -> None:
+        """Draw the windows' predictions now and log the figure at step `epoch`."""
+        predicted = keras.ops.convert_to_numpy(self.predictor(self.windows["encoder_in"]))
+        steps = predicted.shape[1]
+        table = pd.DataFrame({"window": np.repeat(self.windows["start"], steps),
+                              "step": np.tile(np.arange(steps), len(predicted)),
+                              "x": self.windows["x"].ravel(), "prediction": predicted.ravel()})
+        figure = predictions_figure(self.series, table, tuple(self.windows["start"].tolist()),
+                                    title=f"Free-running predictions, {when}", size=IMAGE_SIZE)
+        mlflow.log_image(pixels(figure, IMAGE_DPI), key=IMAGE_KEY, step=epoch)
+        self.logged.add(epoch)

@@ -1,0 +1,164 @@
+"""The search space of `python -m pipeline.tune`: tune.yaml, validated against params.yaml.
+
+Each entry names a params.yaml key (`section.key`) and the values a trial may give it: a
+range (`low`, `high`, optionally `log` or `step`), a list of `choices`, or one value for
+every trial. Every end of a range and every choice is checked with params.yaml's own
+rules before any trial runs, so a typo costs seconds, not a study.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ParamsError
+from pipeline.params import Params, parse_params
+
+Value = bool | int | float | str
+# The optuna.Trial methods a dimension calls: suggest_int, suggest_float, suggest_categorical.
+Suggest = Any
+
+
+class Entry(BaseModel):
+    """Strict, immutable, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Range(Entry):
+    """A number in [low, high]: an integer when both ends are, on a log scale or a grid."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: int | float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        if self.log and (self.step is not None or self.low <= 0):
+            raise ValueError("a log range needs low > 0 and no step")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step ({self.step}) must be > 0")
+        return self
+
+    def integral(self) -> bool:
+        """Return whether the range holds integers (both ends and any step are)."""
+        return all(isinstance(value, int) for value in (self.low, self.high, self.step or 1))
+
+    def suggest(self, trial: Suggest, key: str) -> Value:
+        """Return the trial's value for `key`."""
+        if self.integral():
+            return trial.suggest_int(key, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(key, self.low, self.high, step=self.step, log=self.log)
+
+    def ends(self) -> tuple[Value, ...]:
+        """Return the values that bound the range."""
+        return self.low, self.high
+
+
+class Choices(Entry):
+    """One of a list of values."""
+
+    choices: Annotated[tuple[Value, ...], Field(strict=False, min_length=1)]
+
+    def suggest(self, trial: Suggest, key: str) -> Value:
+        """Return the trial's value for `key`."""
+        return trial.suggest_categorical(key, self.choices)
+
+    def ends(self) -> tuple[Value, ...]:
+        """Return every value."""
+        return self.choices
+
+
+class Fixed(Entry):
+    """The same value in every trial."""
+
+    value: Value
+
+    def suggest(self, trial: Suggest, key: str) -> Value:
+        """Return the value (the trial records it as a user attribute, not a param)."""
+        trial.set_user_attr(key, self.value)
+        return self.value
+
+    def ends(self) -> tuple[Value, ...]:
+        """Return the value."""
+        return (self.value,)
+
+
+Dimension = Range | Choices | Fixed
+
+
+class SearchSpace(Entry):
+    """tune.yaml: the default study name, the sampler's seed and the space."""
+
+    study: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    space: Annotated[dict[str, Dimension], Field(min_length=1)]
+
+    def suggest(self, trial: Suggest) -> dict[str, Value]:
+        """Return a trial's params.yaml values by dotted key."""
+        return {key: dimension.suggest(trial, key) for key, dimension in self.space.items()}
+
+
+def _dimension(key: str, raw: Any) -> Dimension:
+    """Return one entry of `space` typed: a mapping with low/high or choices, or a value."""
+    if not isinstance(raw, dict):
+        return Fixed(value=raw)
+    kind = Range if "low" in raw or "high" in raw else Choices
+    return kind.model_validate(raw)
+
+
+def with_values(params: Params, values: dict[str, Value]) -> Params:
+    """Return `params` with dotted keys set to `values`, validated as params.yaml is."""
+    raw = params.model_dump()
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        target = raw
+        for section in sections:
+            target = target[section]
+        target[name] = value
+    return parse_params(raw)
+
+
+def parse_space(raw: Any, params: Params, path: Path) -> SearchSpace:
+    """Validate tune.yaml's content against the params it varies; fail in one line."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping with study, seed and space")
+    keys = params.flat()
+    space = raw.get("space")
+    dimensions: dict[str, Dimension] = {}
+    for key, entry in (space.items() if isinstance(space, dict) else ()):
+        if key not in keys:
+            raise ParamsError(f"{path}: space.{key} is not a params.yaml key "
+                              f"(keys are section.key, as in `dvc exp run -S`)")
+        try:
+            dimensions[key] = _dimension(key, entry)
+        except ValidationError as err:
+            raise ParamsError(f"{path}: space.{key} = {entry!r} is invalid: "
+                              f"{err.errors()[0]['msg']}") from err
+        for value in dimensions[key].ends():
+            try:
+                with_values(params, {key: value})
+            except ParamsError as err:
+                raise ParamsError(f"{path}: space.{key} allows {value!r}, which params.yaml "
+                                  f"does not ({err})") from err
+    try:
+        return SearchSpace.model_validate({**raw, "space": dimensions})
+    except ValidationError as err:
+        error = err.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "tune.yaml"
+        raise ParamsError(f"{path}: {where} is invalid: {error['msg']}") from err
+
+
+def load_space(path: Path, params: Params) -> SearchSpace:
+    """Read and validate a search space file."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from err
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML") from err
+    return parse_space(raw, params, path)

@@ -1,0 +1,173 @@
+"""Command: search params.yaml for the best model with an Optuna study over DVC experiments.
+
+    python -m pipeline.tune                       # trials until the study holds 30
+    python -m pipeline.tune --trials 10 --jobs 2  # two trials at a time on this machine
+    python -m pipeline.tune --storage postgresql://.../optuna  # a team's shared study
+
+The search space is tune.yaml. Each trial is one DVC experiment, `<study>-<trial>`, run
+outside the workspace (pipeline.experiment), and one MLflow run tagged with the study and
+the trial. Its objective is the experiment's validation free-running MSE; the test MSE is
+recorded beside it and never chosen on. A trial that fails is recorded FAIL with its
+reason, and the study goes on. The study lives in Optuna's RDB storage (default: tune.db,
+a SQLite file in the repository, ignored by git and DVC); every machine that runs this
+command on the same storage and study adds trials to it.
+"""
+
+import argparse
+import logging
+import math
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+import optuna
+
+from pipeline import experiment, paths, tracking
+from pipeline.cli import run_stage
+from pipeline.errors import PipelineError
+from pipeline.params import load_params
+from pipeline.space import SearchSpace, load_space
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE, REPORTED = "validation.free_run_mse", "test.free_run_mse"  # metrics.json keys
+FAILURE_ATTR = "failure"  # a failed trial's reason, as a user attribute
+# A trial whose worker stops beating for this long (a killed machine) is marked FAIL by
+# the next worker, so `--trials` counts only live or finished trials.
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
+
+
+class TrialError(PipelineError):
+    """A trial that ran but cannot be scored; the message says why."""
+
+
+def parse_arguments() -> argparse.Namespace:
+    """Return the command line's options."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tune",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30,
+                        help="run trials until the study holds this many (default 30)")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at once on this machine")
+    parser.add_argument("--storage", default=None,
+                        help=f"Optuna storage URL (default sqlite:///{paths.STUDY_DB})")
+    parser.add_argument("--study", default=None, help="study name (default: tune.yaml's)")
+    parser.add_argument("--space", type=Path, default=paths.TUNE_FILE,
+                        help=f"search space file (default {paths.TUNE_FILE})")
+    arguments = parser.parse_args()
+    for option in ("trials", "jobs"):
+        if getattr(arguments, option) < 1:
+            parser.error(f"--{option} must be at least 1")
+    return arguments
+
+
+def storage(url: str | None) -> optuna.storages.RDBStorage:
+    """Return the study's RDB storage, with heartbeats so a dead worker's trials fail."""
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url or f"sqlite:///{paths.STUDY_DB.resolve()}",
+                                          heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=GRACE_SECONDS)
+
+
+def sampler(seed: int, rdb: optuna.storages.BaseStorage, study: str) -> optuna.samplers.BaseSampler:
+    """Return TPE seeded with `seed` plus the trials the study holds when this worker
+    joins: a study one worker runs is reproducible, and a worker joining a study others
+    have started does not draw their first trials again."""
+    try:
+        held = len(optuna.load_study(study_name=study, storage=rdb).trials)
+    except KeyError:  # a new study
+        held = 0
+    return optuna.samplers.TPESampler(seed=seed + held)
+
+
+def objective(trial: optuna.Trial, space: SearchSpace, study: str) -> float:
+    """Run the trial's DVC experiment; return its validation free-running MSE."""
+    values = space.suggest(trial)
+    name = f"{study}-{trial.number}"
+    trial.set_user_attr("experiment", name)
+    log.info("trial %d (experiment %s) starts: %s", trial.number, name,
+             ", ".join(f"{key}={value}" for key, value in values.items()))
+    started = time.monotonic()
+    try:
+        experiment.run(name, values, paths.TUNE_LOGS_DIR / f"{name}.log",
+                       env={tracking.STUDY_ENV: study, tracking.TRIAL_ENV: str(trial.number)})
+        found = experiment.metrics(name, (OBJECTIVE, REPORTED))
+        validation = found[OBJECTIVE]
+        trial.set_user_attr(REPORTED, found[REPORTED])
+        if not math.isfinite(validation):
+            raise TrialError(f"validation free-running MSE is {validation} (training "
+                              f"diverged: lower train.learning_rate?)")
+    except PipelineError as err:
+        trial.set_user_attr(FAILURE_ATTR, str(err))
+        log.warning("trial %d failed after %.0f s: %s", trial.number,
+                    time.monotonic() - started, err)
+        raise TrialError(str(err)) from err
+    trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
+    return validation
+
+
+def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Log a finished trial's scores against the best so far."""
+    if trial.state != optuna.trial.TrialState.COMPLETE:
+        return
+    best = study.best_trial
+    log.info("trial %d: validation MSE %.3g, test MSE %.3g, %s s; best so far: trial %d "
+             "(validation %.3g)", trial.number, trial.value,
+             trial.user_attrs[REPORTED], trial.user_attrs["seconds"], best.number,
+             best.value)
+
+
+def summary(study: optuna.Study) -> None:
+    """Log the best trial and how to use it."""
+    states = [trial.state.name for trial in study.trials]
+    counts = ", ".join(f"{states.count(state)} {state.lower()}" for state in sorted(set(states)))
+    log.info("study %s: %d trials (%s)", study.study_name, len(states), counts)
+    try:
+        best = study.best_trial
+    except ValueError:
+        log.warning("no trial of study %s completed", study.study_name)
+        return
+    log.info("best: trial %d, experiment %s: validation free-running MSE %.3g, test %.3g; "
+             "%s", best.number, best.user_attrs["experiment"], best.value,
+             best.user_attrs[REPORTED],
+             ", ".join(f"{key}={value}" for key, value in best.params.items()))
+    log.info("best so far, by trial: %s", ", ".join(
+        f"{number}: {value:.3g}" for number, value in improvements(study.trials)))
+    log.info("apply it with `dvc exp apply %s`; its model: `python -m pipeline.champion`",
+             best.user_attrs["experiment"])
+
+
+def improvements(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, float]]:
+    """Return (trial number, value) of each completed trial that beat every earlier one:
+    the study's best-so-far curve, at most one entry per trial."""
+    found: list[tuple[int, float]] = []
+    for trial in sorted(trials, key=lambda trial: trial.number):
+        if trial.state == optuna.trial.TrialState.COMPLETE and (
+                not found or trial.value < found[-1][1]):
+            found.append((trial.number, trial.value))
+    return found
+
+
+def main() -> None:
+    """Create or join the study and run trials until it holds --trials of them."""
+    arguments = parse_arguments()
+    space = load_space(arguments.space, load_params())
+    name = arguments.study or space.study
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module logs each trial
+    rdb = storage(arguments.storage)
+    study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
+                                sampler=sampler(space.seed, rdb, name), load_if_exists=True)
+    to_run = arguments.trials - len(study.trials)
+    log.info("study %s: %d trials so far, running %d (%d at a time)", name, len(study.trials),
+             max(to_run, 0), arguments.jobs)
+    if to_run > 0:
+        study.optimize(partial(objective, space=space, study=name), n_trials=to_run,
+                       n_jobs=arguments.jobs, catch=(TrialError,),
+                       callbacks=[optuna.study.MaxTrialsCallback(arguments.trials, states=None),
+                                  report])
+    summary(study)
+
+
+if __name__ == "__main__":
+    run_stage(main)

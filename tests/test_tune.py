@@ -1,0 +1,144 @@
+"""The tuning study as a team runs it: two machines (two clones) run `python -m
+pipeline.tune` on one shared study and one real `mlflow server`. Each trial is a DVC
+experiment and a run tagged with the study and trial, with prediction images by epoch; a
+trial that fails is recorded with its reason and the study goes on; the best trial is
+chosen on validation, and so is the champion."""
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import logged_image_steps, mlflow_server, run
+from mlflow.tracking import MlflowClient
+
+from pipeline.images import image_epochs
+
+pytestmark = pytest.mark.slow
+
+DVC = [sys.executable, "-m", "dvc"]
+TUNE = [sys.executable, "-m", "pipeline.tune"]
+TRIALS = 4
+STUDY = "probe"
+SPACE = {"study": STUDY, "seed": 3, "space": {
+    "train.learning_rate": {"low": 0.002, "high": 0.05, "log": True},
+    "model.units": {"choices": [3, 5]},
+    # No machine here has 3 devices: such a trial fails in `train`, as a bad combination
+    # of a real search space would.
+    "train.devices": {"choices": [1, 3]},
+}}
+
+
+def study_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
+    """Return the study's trials, none if it does not exist yet."""
+    try:
+        return optuna.load_study(study_name=STUDY, storage=storage).trials
+    except KeyError:
+        return []
+
+
+def experiments(clone: Path) -> set[str]:
+    """Return the names of the DVC experiments a clone holds."""
+    listed = run([*DVC, "exp", "list", "--name-only"], clone).stdout
+    return {line.strip() for line in listed.splitlines() if line.strip()}
+
+
+def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
+        repo: Path, tmp_path: Path, tiny_params: dict[str, Any]) -> None:
+    (repo / "tune.yaml").write_text(yaml.safe_dump(SPACE), encoding="utf-8")
+    run(["git", "commit", "-qam", "search space"], repo)
+    second = tmp_path / "second"
+    run(["git", "clone", "-q", str(repo), str(second)], tmp_path)
+    params_before = (repo / "params.yaml").read_text()
+    storage = f"sqlite:///{repo / 'tune.db'}"  # the first clone's default storage
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+                       str(tmp_path / "artifacts")) as server:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server}
+        with ThreadPoolExecutor(2) as workers:
+            first = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--jobs", "2"], repo,
+                                   env=env, timeout=900)
+            deadline = time.monotonic() + 120
+            while not study_trials(storage) and time.monotonic() < deadline:
+                time.sleep(1)  # the second machine joins a study already under way
+            joined = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--storage", storage],
+                                    second, env=env, timeout=900)
+            outputs = [first.result().stderr, joined.result().stderr]
+        client = MlflowClient(server)
+        experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+        runs = client.search_runs([experiment.experiment_id],
+                                  f"tags.`pipeline.study` = '{STUDY}'")
+        trials = study_trials(storage)
+        check_trials(trials, outputs)
+        complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
+        check_experiments(repo, second, complete)
+        check_runs(client, runs, complete, tiny_params["train"]["epochs"])
+        # The champion is the best on validation, as the study's best trial is.
+        run([sys.executable, "-m", "pipeline.champion"], repo, env=env)
+        best = min(complete, key=lambda trial: trial.value)
+        crowned = client.get_model_version_by_alias(
+            tiny_params["tracking"]["registered_model"], "champion")
+        assert client.get_run(crowned.run_id).data.tags["pipeline.trial"] == str(best.number)
+    # The workspaces are as they were: no param changed, nothing ran there.
+    assert (repo / "params.yaml").read_text() == params_before
+    for clone in (repo, second):
+        assert run(["git", "status", "--porcelain"], clone).stdout == ""
+        assert not (clone / "data" / "metrics" / "metrics.json").exists()
+    assert run(["git", "check-ignore", "tune.db"], repo).stdout.strip() == "tune.db"
+
+
+def check_trials(trials: list[optuna.trial.FrozenTrial], outputs: list[str]) -> None:
+    """Both workers together ran the trials asked for, each once; failures say why."""
+    # A worker that finishes a trial as the other starts one may add one more.
+    assert TRIALS <= len(trials) <= TRIALS + 1
+    assert [trial.number for trial in trials] == list(range(len(trials)))
+    assert all("starts:" in output for output in outputs)  # both workers ran trials
+    failed = [trial for trial in trials if trial.params["train.devices"] == 3]
+    assert failed, "the seed must draw a failing trial"
+    for trial in failed:
+        assert trial.state.name == "FAIL"
+        assert "train.devices = 3 is invalid" in trial.user_attrs["failure"]
+    for trial in trials:
+        assert trial.user_attrs["experiment"] == f"{STUDY}-{trial.number}"
+        if trial.params["train.devices"] == 1:
+            assert trial.state.name == "COMPLETE"
+            assert trial.value > 0 and trial.user_attrs["test.free_run_mse"] > 0
+    assert any("train.devices = 3 is invalid" in output for output in outputs)
+    assert f"best: trial {min(complete_values(trials))[1]}" in outputs[0] + outputs[1]
+
+
+def complete_values(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[float, int]]:
+    """Return (validation MSE, trial number) of the completed trials."""
+    return [(trial.value, trial.number) for trial in trials if trial.state.name == "COMPLETE"]
+
+
+def check_experiments(repo: Path, second: Path,
+                      complete: list[optuna.trial.FrozenTrial]) -> None:
+    """Each completed trial is an experiment of exactly one machine; both contributed."""
+    mine, theirs = experiments(repo), experiments(second)
+    names = {trial.user_attrs["experiment"] for trial in complete}
+    assert names <= mine | theirs
+    assert not mine & theirs
+    assert mine & names and theirs & names
+
+
+def check_runs(client: MlflowClient, runs: list[Any], complete: list[optuna.trial.FrozenTrial],
+               epochs: int) -> None:
+    """One FINISHED run per completed trial, tagged, with its metrics and images."""
+    by_trial = {run.data.tags["pipeline.trial"]: run for run in runs
+                if run.info.status == "FINISHED"}
+    assert set(by_trial) == {str(trial.number) for trial in complete}
+    for trial in complete:
+        tracked = by_trial[str(trial.number)]
+        assert tracked.data.tags["dvc.experiment"] == trial.user_attrs["experiment"]
+        assert tracked.data.metrics["validation.free_run_mse"] == pytest.approx(trial.value)
+        assert tracked.data.metrics["test.free_run_mse"] == pytest.approx(
+            trial.user_attrs["test.free_run_mse"])
+        assert float(tracked.data.params["train.learning_rate"]) == (
+            trial.params["train.learning_rate"])
+        assert logged_image_steps(client, tracked.info.run_id) == image_epochs(epochs, 8)
+
