@@ -9,6 +9,7 @@ then shows in `dvc exp show` like any other.
 import os
 import re
 import subprocess
+import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -56,9 +57,10 @@ def run(name: str, values: dict[str, Value], log_file: Path,
         env: dict[str, str] | None = None) -> None:
     """Run DVC experiment `name` with params.yaml `values` set, its output to `log_file`;
     raise ExperimentError with the reason if it fails."""
-    command = ["dvc", "--wait-for-lock", "exp", "run", "--temp", "--name", name,
-               *(argument for key, value in values.items()
-                 for argument in ("-S", set_param(key, value)))]
+    settings = [argument for key, value in values.items()
+                for argument in ("-S", set_param(key, value))]
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp",
+               "--name", name, *settings]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w", encoding="utf-8") as output:
         done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False,

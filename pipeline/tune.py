@@ -70,14 +70,24 @@ def storage(url: str | None) -> optuna.storages.RDBStorage:
                                           grace_period=GRACE_SECONDS)
 
 
-def sampler(seed: int, rdb: optuna.storages.BaseStorage, study: str) -> optuna.samplers.BaseSampler:
-    """Return TPE seeded with `seed` plus the trials the study holds when this worker
-    joins: a study one worker runs is reproducible, and a worker joining a study others
-    have started does not draw their first trials again."""
+# Trials that count towards --trials: all but those enqueued and not yet started.
+COUNTED = tuple(state for state in optuna.trial.TrialState
+                if state != optuna.trial.TrialState.WAITING)
+
+
+def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
+    """Return how many trials the study holds that count towards --trials (none if new)."""
     try:
-        held = len(optuna.load_study(study_name=study, storage=rdb).trials)
+        return len(optuna.load_study(study_name=study, storage=rdb).get_trials(
+            deepcopy=False, states=COUNTED))
     except KeyError:  # a new study
-        held = 0
+        return 0
+
+
+def sampler(seed: int, held: int) -> optuna.samplers.BaseSampler:
+    """Return TPE seeded with `seed` plus the trials the study holds when this worker
+    joins: a study one worker runs one trial at a time is reproducible, and a worker
+    joining a study others have started does not draw their first trials again."""
     return optuna.samplers.TPESampler(seed=seed + held)
 
 
@@ -156,15 +166,17 @@ def main() -> None:
     name = arguments.study or space.study
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module logs each trial
     rdb = storage(arguments.storage)
+    held = held_trials(rdb, name)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
-                                sampler=sampler(space.seed, rdb, name), load_if_exists=True)
-    to_run = arguments.trials - len(study.trials)
-    log.info("study %s: %d trials so far, running %d (%d at a time)", name, len(study.trials),
+                                sampler=sampler(space.seed, held), load_if_exists=True)
+    to_run = arguments.trials - held
+    log.info("study %s: %d trials so far, running %d (%d at a time)", name, held,
              max(to_run, 0), arguments.jobs)
     if to_run > 0:
+        # Enqueued trials (Optuna's enqueue_trial) are run first, with their params.
         study.optimize(partial(objective, space=space, study=name), n_trials=to_run,
                        n_jobs=arguments.jobs, catch=(TrialError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(arguments.trials, states=None),
+                       callbacks=[optuna.study.MaxTrialsCallback(arguments.trials, COUNTED),
                                   report])
     summary(study)
 

@@ -14,7 +14,7 @@ import pytest
 # Flags for a machine without a display or network beyond loopback.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,1000", "--virtual-time-budget=20000")
+         "--virtual-time-budget=20000")
 INSTALL = "apt-get install -y chromium"
 
 
@@ -28,13 +28,14 @@ def chromium() -> str:
     return found
 
 
-def render(url: str, profile: Path, screenshot: Path) -> str:
-    """Load `url`, let its scripts run, save a screenshot; return the rendered DOM."""
+def render(url: str, profile: Path, screenshot: Path, height: int = 1000) -> str:
+    """Load `url` in a window 1400 pixels wide and `height` tall (the UI draws only the
+    charts in view), let its scripts run, save a screenshot; return the rendered DOM."""
     browser = chromium()
-    shot = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}",
-                           f"--screenshot={screenshot}", url],
+    flags = [*FLAGS, f"--window-size=1400,{height}", f"--user-data-dir={profile}"]
+    shot = subprocess.run([browser, *flags, f"--screenshot={screenshot}", url],
                           capture_output=True, text=True, timeout=120, check=False)
     assert screenshot.is_file(), shot.stderr[-2000:]
-    dom = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+    dom = subprocess.run([browser, *flags, "--dump-dom", url],
                          capture_output=True, text=True, timeout=120, check=True)
     return dom.stdout

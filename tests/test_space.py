@@ -14,7 +14,7 @@ from pipeline.experiment import failure_reason, set_param
 from pipeline.images import image_epochs
 from pipeline.params import load_params
 from pipeline.space import load_space, parse_space
-from pipeline.tune import improvements
+from pipeline.tune import improvements, sampler
 
 
 def space(entries: dict[str, Any]) -> dict[str, Any]:
@@ -110,3 +110,15 @@ def test_the_best_so_far_curve_lists_each_improvement_once() -> None:
     trials = [trial(2, 0.5), trial(0, 1.0), trial(1, None), trial(3, 0.7), trial(4, 0.01)]
     assert improvements(trials) == [(0, 1.0), (2, 0.5), (4, 0.01)]
     assert improvements([trial(0, None)]) == []
+
+
+def test_one_worker_with_the_same_seed_draws_the_same_trials() -> None:
+    params = load_params(ROOT / "params.yaml")
+    loaded = load_space(ROOT / "tune.yaml", params)
+
+    def draws(seed: int, held: int) -> list[dict[str, Any]]:
+        study = optuna.create_study(sampler=sampler(seed, held))
+        return [loaded.suggest(study.ask()) for _ in range(3)]
+
+    assert draws(0, 0) == draws(0, 0)
+    assert draws(0, 0) != draws(0, 5)  # a worker joining a started study draws others

@@ -123,13 +123,15 @@ def main() -> None:
         if not resumed:
             start_records(params, arrays)
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
+        images = PredictionImages(arrays, params.train.epochs, params.train.prediction_images,
+                                  done)
         model, _ = train_model(params, arrays, [
-            logged.EpochMetrics(done), EpochProgress(params.train.epochs),
-            PredictionImages(arrays, params.train.epochs, params.train.prediction_images, done),
+            logged.EpochMetrics(done), EpochProgress(params.train.epochs), images,
             resume.TrainingBackup(backup, params.train.backup_seconds,
                                   mlflow.flush_async_logging)])
         history = logged_history(run_id)
-        predictor = build_predictor(model)
+        # The images' predictor shares the model's layers: building it again costs seconds.
+        predictor = images.predictor or build_predictor(model)
         save(model, predictor, history)
         record = log_models(model, predictor, arrays, params.tracking.registered_model)
         write_json({"run_id": run_id, "experiment_id": run.info.experiment_id, **record},
