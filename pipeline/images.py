@@ -91,5 +91,8 @@ class PredictionImages(keras.callbacks.Callback):
                               "x": self.windows["x"].ravel(), "prediction": predicted.ravel()})
         figure = predictions_figure(self.series, table, tuple(self.windows["start"].tolist()),
                                     title=f"Free-running predictions, {when}", size=IMAGE_SIZE)
-        mlflow.log_image(pixels(figure, IMAGE_DPI), key=IMAGE_KEY, step=epoch)
+        # Synchronous: with MLflow's async artifact queue, a train Ctrl-C'd while handing
+        # off an image never exited in CI (twice); a direct write takes milliseconds.
+        mlflow.log_image(pixels(figure, IMAGE_DPI), key=IMAGE_KEY, step=epoch,
+                         synchronous=True)
         self.logged.add(epoch)
