@@ -1,11 +1,13 @@
 """The store's address: never printed with its credentials; checked the way MLflow's
 client connects (proxies included), and fast when nothing answers."""
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -86,3 +88,16 @@ def test_a_server_that_does_not_answer_fails_within_seconds(
     with pytest.raises(PipelineError, match=f"{uri} is not reachable"):
         store.check_reachable(uri)
     assert time.monotonic() - started < store.CONNECT_TIMEOUT_SECONDS + 1
+
+
+@pytest.mark.parametrize("users", [None, "5"])
+def test_mlflow_buffers_async_logging_unless_the_user_says_otherwise(
+        users: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Unbuffered, every flush of MLflow's async logger waits out a 1 s queue poll.
+    variable = "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"
+    monkeypatch.setenv(variable, users or "")  # restored after the test, either way
+    if users is None:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    store.connect()
+    assert os.environ[variable] == (users or store.ASYNC_LOGGING[variable])
