@@ -195,8 +195,17 @@ def small_arrays(inputs: int = 2) -> dict[str, np.ndarray]:
     return cut_splits(series, {**series, "x": series["x"] + 40}, STEPS, 0.25)
 
 
+@pytest.fixture(params=["streamed", "in memory"])
+def windows_kept(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Cut windows both ways: streamed batch by batch (long splits) or cut once and kept
+    (short ones)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(training, "IN_MEMORY_WINDOW_STEPS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
-def test_streamed_windows_equal_the_arrays_of_every_split(split: str) -> None:
+def test_streamed_windows_equal_the_arrays_of_every_split(split: str, windows_kept: str) -> None:
     arrays = small_arrays()
     expected = split_windows(arrays, split)
     batches = list(window_dataset(split_stretch(arrays, split), STEPS, 4))
@@ -207,7 +216,7 @@ def test_streamed_windows_equal_the_arrays_of_every_split(split: str) -> None:
                                   expected["target"])
 
 
-def test_the_seeded_shuffle_is_that_of_the_materialised_windows() -> None:
+def test_the_seeded_shuffle_is_that_of_the_materialised_windows(windows_kept: str) -> None:
     arrays = small_arrays()
     windows = split_windows(arrays, "train")
     keras.utils.set_random_seed(3)
@@ -229,6 +238,7 @@ def test_past_the_buffer_limit_each_epoch_is_a_seeded_permutation_of_all_windows
     windows = split_windows(arrays, "train")
     count = len(windows["target"])
     monkeypatch.setattr(training, "BUFFERED_SHUFFLE_LIMIT", count - 1)  # a "long" series
+    monkeypatch.setattr(training, "IN_MEMORY_WINDOW_STEPS", 0)
 
     def epochs(seed: int) -> list[np.ndarray]:
         dataset = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=seed)
