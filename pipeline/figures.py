@@ -15,6 +15,7 @@ from pipeline.data import input_columns
 # Beyond this many points a signal is drawn as its envelope: the figure stays fast to draw
 # and to read at any series length.
 MAX_DRAWN_POINTS = 4000
+PREDICTION_LINE = "free-running prediction"  # the gid of each predicted window's line
 
 
 def new_axes(title: str, xlabel: str, size: tuple[float, float] = (8, 4)) -> tuple[Figure, object]:
@@ -70,7 +71,7 @@ def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
     drawn = predictions[predictions["window"].isin(start_points)]
     for index, start in enumerate(start_points):
         window = drawn[drawn["window"] == start].sort_values("step")
-        axes.plot(window["x"], window["prediction"], color="red",
+        axes.plot(window["x"], window["prediction"], color="red", gid=PREDICTION_LINE,
                   label="free-running prediction" if index == 0 else None)
     # The target where the drawn windows lie (all of the seed's short series).
     shown = series[series["x"].between(drawn["x"].min(), drawn["x"].max())
@@ -80,10 +81,25 @@ def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
     return figure
 
 
-def pixels(figure: Figure, dpi: float) -> np.ndarray:
-    """Return the figure rendered as an RGB array (height, width, 3) of uint8."""
-    canvas = FigureCanvasAgg(figure)
+def new_predictions(figure: Figure, predicted: np.ndarray, title: str) -> None:
+    """Give a `predictions_figure` new predictions of its windows, (windows, steps) in its
+    start-point order, and a new title; the target and the layout stay."""
+    axes = figure.axes[0]
+    lines = [line for line in axes.get_lines() if line.get_gid() == PREDICTION_LINE]
+    for line, values in zip(lines, predicted, strict=True):
+        line.set_ydata(values)
+    axes.relim()
+    axes.autoscale_view()
+    axes.set_title(title)
+
+
+def pixels(figure: Figure, dpi: float, layout: bool = True) -> np.ndarray:
+    """Return the figure rendered as an RGB array (height, width, 3) of uint8; `layout`
+    fits its margins first (a figure drawn again can keep them)."""
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(
+        figure)
     figure.set_dpi(dpi)
-    figure.tight_layout()  # what savefig's bbox_inches="tight" does for the PNG files
+    if layout:
+        figure.tight_layout()  # what savefig's bbox_inches="tight" does for the PNG files
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -3,7 +3,13 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.figures import MAX_DRAWN_POINTS, series_figure
+from pipeline.figures import (
+    MAX_DRAWN_POINTS,
+    new_predictions,
+    pixels,
+    predictions_figure,
+    series_figure,
+)
 
 
 def series(points: int) -> pd.DataFrame:
@@ -33,3 +39,29 @@ def test_a_long_series_is_drawn_as_its_range_per_bin() -> None:
     np.testing.assert_allclose(np.unique(low_high), np.unique(expected))
     assert [text.get_text() for text in axes.get_legend().get_texts()] == [
         "input (range per bin)", "target (range per bin)"]
+
+
+def prediction_rows(starts: list[int], values: np.ndarray) -> pd.DataFrame:
+    """Return predictions as evaluate writes them: each start window's 5 steps."""
+    steps = values.shape[1]
+    return pd.DataFrame({"window": np.repeat(starts, steps),
+                         "step": np.tile(np.arange(steps), len(starts)),
+                         "x": (np.array(starts)[:, None] + np.arange(steps)).ravel() * 0.1,
+                         "prediction": values.ravel()})
+
+
+def test_a_predictions_figure_drawn_again_shows_the_new_predictions_only() -> None:
+    starts, rng = [0, 10, 20], np.random.default_rng(4)
+    first, later = rng.normal(size=(3, 5)), 3 + rng.normal(size=(3, 5))  # off the old scale
+    figure = predictions_figure(series(300), prediction_rows(starts, first), tuple(starts))
+    before = pixels(figure, 40)
+    new_predictions(figure, later, "later")
+    axes = figure.axes[0]
+    red = [line for line in axes.lines if line.get_color() == "red"]
+    assert [list(line.get_ydata()) for line in red] == later.tolist()
+    assert axes.get_title() == "later"
+    assert axes.get_ylim()[1] >= later.max()  # rescaled to the new values
+    fresh = predictions_figure(series(300), prediction_rows(starts, later), tuple(starts))
+    assert [list(line.get_ydata()) for line in fresh.axes[0].lines] == [
+        list(line.get_ydata()) for line in axes.lines]  # as if drawn anew
+    assert pixels(figure, 40, layout=False).shape == before.shape
