@@ -15,6 +15,7 @@ from pipeline.model import (
     TARGET_UNSCALING,
     build_predictor,
     build_training_model,
+    compiled_call,
     load_model,
 )
 from pipeline.params import parse_params
@@ -89,7 +90,7 @@ def train_and_evaluate(params: Any, arrays: dict[str, np.ndarray]
     model, _ = train_model(params, arrays, [])
     predictor = build_predictor(model)
     test_windows = split_windows(arrays, "test")["encoder_in"]
-    return (score(model, predictor, arrays, 256),
+    return (score(compiled_call(predictor), compiled_call(model), arrays, 256),
             keras.ops.convert_to_numpy(predictor(test_windows)))
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.data import SPLITS, cut_splits, scaling_statistics, split_windows
 from pipeline.metrics import SplitScores
-from pipeline.model import build_predictor, build_training_model
+from pipeline.model import build_predictor, build_training_model, compiled_call
 from pipeline.params import parse_params
 from pipeline.stages.evaluate import predictions, score, summary, warn_if_worse_than_the_mean
 
@@ -112,7 +112,8 @@ def test_streamed_scores_equal_a_direct_computation_over_all_windows() -> None:
     keras.utils.set_random_seed(2)
     model = build_training_model(6, 4, 0.01, scaling=scaling_statistics(arrays))
     predictor = build_predictor(model)
-    streamed = score(model, predictor, arrays, batch_size=7)  # batches cut across windows
+    # Batches of 7 are cut across windows.
+    streamed = score(compiled_call(predictor), compiled_call(model), arrays, batch_size=7)
     mean = float(scaling_statistics(arrays)["target_mean"][0])
     for split in SPLITS:
         windows = split_windows(arrays, split)
@@ -137,7 +138,8 @@ def test_the_prediction_table_stays_bounded_whatever_the_series_length(
     series = {"x": x, "input": np.sin(x / 7), "target": np.cos(x / 7)}
     arrays = cut_splits(series, series, 8, 0.2)
     params = parse_params(tiny_params)  # 8 steps, 8 sample windows, start points 0 and 20
-    table = predictions(build_predictor(build_training_model(8, 4, 0.01)), arrays, params)
+    table = predictions(compiled_call(build_predictor(build_training_model(8, 4, 0.01))),
+                        arrays, params)
     per_split = table.groupby("split")["window"].unique()
     assert len(table) <= (3 * params.evaluate.sample_windows + 2) * 8  # rows: window steps
     assert {0, 20} <= set(np.concatenate([per_split["train"], per_split["validation"]]))

@@ -10,9 +10,10 @@ cover every window, yet no split's predictions are held whole. predictions.csv, 
 as tags, to the predictor's registered model version.
 """
 
-from pipeline.backend import keras
+from pipeline.backend import keras, tf
 
 import logging
+from collections.abc import Callable
 
 import mlflow
 import numpy as np
@@ -38,12 +39,13 @@ from pipeline.training import window_dataset
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
+Call = Callable[..., tf.Tensor]  # a model's compiled inference
 
 
-def score(model: keras.Model, predictor: keras.Model, arrays: Arrays,
+def score(free_run: Call, teacher_forced: Call, arrays: Arrays,
           batch_size: int) -> dict[str, dict[str, float]]:
-    """Return every split's scores, streaming its windows through both models."""
-    free_run, teacher_forced = compiled_call(predictor), compiled_call(model)
+    """Return every split's scores, streaming its windows through both models' compiled
+    calls (pipeline.model.compiled_call)."""
     steps, target_mean = int(arrays["steps"]), float(scaling_statistics(arrays)["target_mean"][0])
     counts = {split: split_window_count(arrays, split) for split in SPLITS}
     log.info("decoding %d windows (%s) in batches of %d", sum(counts.values()),
@@ -84,13 +86,13 @@ def prediction_table(split: str, windows: Arrays, predicted: np.ndarray) -> pd.D
     })
 
 
-def predictions(predictor: keras.Model, arrays: Arrays, params: Params) -> pd.DataFrame:
+def predictions(free_run: Call, arrays: Arrays, params: Params) -> pd.DataFrame:
     """Return the free-running predictions of the windows `table_windows` picks."""
     tables = []
     for split in SPLITS:
         windows = split_windows(arrays, split, table_windows(
             arrays, split, params.evaluate.sample_windows, params.plot.start_points))
-        predicted = keras.ops.convert_to_numpy(predictor(windows["encoder_in"]))
+        predicted = keras.ops.convert_to_numpy(free_run(windows["encoder_in"]))
         tables.append(prediction_table(split, windows, predicted))
     return pd.concat(tables, ignore_index=True)
 
@@ -100,12 +102,15 @@ def main() -> None:
     params = load_params()
     name, version = tracking.recorded_version()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
-    model, predictor = load_model(paths.MODEL), load_model(paths.PREDICTOR)
+    # Each model traced once, for every batch size: the predictor serves both the
+    # metrics and the table.
+    free_run = compiled_call(load_model(paths.PREDICTOR))
+    teacher_forced = compiled_call(load_model(paths.MODEL))
     with tracking.results_run(params.flat()):
         tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
-        metrics = score(model, predictor, arrays, params.evaluate.batch_size)
+        metrics = score(free_run, teacher_forced, arrays, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
-        write_table(predictions(predictor, arrays, params), paths.PREDICTIONS)
+        write_table(predictions(free_run, arrays, params), paths.PREDICTIONS)
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
         mlflow.log_metrics(flat)
