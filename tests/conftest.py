@@ -44,6 +44,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # `python` and `dvc` in subprocesses (and in dvc.yaml's commands) must be this
     # interpreter's, even when the virtual environment is not activated.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    # Ctrl-C must reach the stages tests interrupt, as in a terminal. A shell without job
+    # control starts a background command (`.ci/run &`) with SIGINT ignored, which every
+    # child inherits and Python then keeps (no KeyboardInterrupt): seen in CI, where an
+    # interrupted `train` trained on. A handled signal is reset to default in children.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
