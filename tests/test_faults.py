@@ -93,7 +93,11 @@ def test_sigterm_or_ctrl_c_during_training_ends_the_run_killed(
     os.kill(train, signum)
     # Ending the run, MLflow's async queues and DVC's cleanup take seconds; minutes when
     # the suite's other worker runs a tuning study beside it.
-    output, _ = repro.communicate(timeout=180)
+    try:
+        output, _ = repro.communicate(timeout=180)
+    finally:  # a stage that did not end must not train on after the test
+        if repro.poll() is None:
+            os.killpg(repro.pid, signal.SIGKILL)
     assert repro.returncode != 0
     assert message in output and f"exited with {code}" in output
     # Signs of life while it trained: the first epoch's line, with the time left.
