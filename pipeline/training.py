@@ -25,11 +25,12 @@ MAX_STEPS_PER_EXECUTION = 32
 # epoch's order is a seeded permutation of the indices instead, 8 bytes apiece; up to it
 # the order stays tf.data's, so the published runs on the seed's series are unchanged.
 BUFFERED_SHUFFLE_LIMIT = 1_000_000
-# A split of at most this many window steps (about 12 MB of float32 for one input column)
-# is cut once and kept in memory: an epoch of the seed's few batches then costs 10 ms
-# instead of 30-50 ms, most of which went to starting the streaming pipeline again
-# (measured: 80 seed epochs 3.9 s against 7.1 s). Longer splits are streamed.
-IN_MEMORY_WINDOW_STEPS = 2**20
+# A split whose windows hold at most this many values (inputs, decoder inputs and target:
+# 12 MB of float32) is cut once and kept in memory: an epoch of the seed's few batches
+# then costs 10 ms instead of 30-50 ms, most of which went to starting the streaming
+# pipeline again (measured: 80 seed epochs 3.9 s against 7.1 s). Longer splits are
+# streamed.
+IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 
 def shuffled_starts(count: int, seed: int) -> tf.data.Dataset:
@@ -54,8 +55,8 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
     series by window index, reshuffled each epoch if seeded.
 
     Memory stays O(points): only indices are shuffled, and each batch gathers its windows
-    when it is needed. A split of at most IN_MEMORY_WINDOW_STEPS window steps is cut once
-    and kept. Up to BUFFERED_SHUFFLE_LIMIT windows the order and values equal shuffling
+    when it is needed. A split of at most IN_MEMORY_WINDOW_VALUES values is cut once and
+    kept. Up to BUFFERED_SHUFFLE_LIMIT windows the order and values equal shuffling
     materialised windows with the same seed (tested), so training is what it was when
     windows were arrays.
     """
@@ -70,7 +71,7 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
         return (tf.gather(inputs, index), decoder_in), window_target
 
     count = len(stretch[1]) - steps + 1
-    if count * steps <= IN_MEMORY_WINDOW_STEPS:
+    if count * steps * (inputs.shape[1] + 2) <= IN_MEMORY_WINDOW_VALUES:
         windows = tf.data.Dataset.from_tensor_slices(cut(tf.range(count, dtype=tf.int64)))
         if shuffle_seed is not None:
             windows = windows.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)

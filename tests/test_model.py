@@ -200,7 +200,7 @@ def windows_kept(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """Cut windows both ways: streamed batch by batch (long splits) or cut once and kept
     (short ones)."""
     if request.param == "streamed":
-        monkeypatch.setattr(training, "IN_MEMORY_WINDOW_STEPS", 0)
+        monkeypatch.setattr(training, "IN_MEMORY_WINDOW_VALUES", 0)
     return request.param
 
 
@@ -238,7 +238,7 @@ def test_past_the_buffer_limit_each_epoch_is_a_seeded_permutation_of_all_windows
     windows = split_windows(arrays, "train")
     count = len(windows["target"])
     monkeypatch.setattr(training, "BUFFERED_SHUFFLE_LIMIT", count - 1)  # a "long" series
-    monkeypatch.setattr(training, "IN_MEMORY_WINDOW_STEPS", 0)
+    monkeypatch.setattr(training, "IN_MEMORY_WINDOW_VALUES", 0)
 
     def epochs(seed: int) -> list[np.ndarray]:
         dataset = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=seed)
