@@ -65,3 +65,14 @@ def test_a_predictions_figure_drawn_again_shows_the_new_predictions_only() -> No
     assert [list(line.get_ydata()) for line in fresh.axes[0].lines] == [
         list(line.get_ydata()) for line in axes.lines]  # as if drawn anew
     assert pixels(figure, 40, layout=False).shape == before.shape
+
+
+def test_a_redrawn_figure_keeps_a_long_targets_band_in_view() -> None:
+    starts = [0, 5000]
+    figure = predictions_figure(series(10_000), prediction_rows(starts, np.ones((2, 5))),
+                                tuple(starts))
+    axes = figure.axes[0]
+    assert axes.collections  # the target is drawn as its band
+    new_predictions(figure, np.full((2, 5), 0.1), "later")  # well inside the band
+    low, high = axes.get_ylim()
+    assert low <= -0.99 and high >= 0.99  # the cosine's whole range still shows
