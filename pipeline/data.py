@@ -9,14 +9,17 @@ seed makes `points - steps` windows per series (it drops the last full one). The
 
 windows.npz stores, per split, only the stretch of series its windows cover (O(points),
 not O(points · steps)). Training and evaluation stream windows from those stretches
-(`split_stretch`, cut by pipeline.model); `split_windows` cuts a few chosen windows (or,
-on small series, all) as arrays. NumPy only: no TensorFlow, no MLflow.
+(`split_stretch`, cut by pipeline.training); `split_windows` cuts a few chosen windows
+(or, on small series, all) as arrays, and `prediction_table` lays their predictions out
+one row per window step (predictions.csv, the figures). NumPy and pandas: no TensorFlow,
+no MLflow.
 """
 
 import math
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -150,3 +153,17 @@ def split_windows(arrays: dict[str, np.ndarray], split: str,
         "start": int(arrays[f"{split}.first_window"]) + np.arange(
             split_window_count(arrays, split))[which],
     }
+
+
+def prediction_table(split: str, windows: dict[str, np.ndarray],
+                     predicted: np.ndarray) -> pd.DataFrame:
+    """Return one row per (window, step): where it lies, the truth and the prediction."""
+    count, steps = windows["x"].shape
+    return pd.DataFrame({
+        "split": split,
+        "window": np.repeat(windows["start"], steps),
+        "step": np.tile(np.arange(steps), count),
+        "x": windows["x"].ravel(),
+        "target": windows["target"].ravel(),
+        "prediction": predicted.ravel(),
+    })

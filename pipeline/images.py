@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.data import split_window_count, split_windows
+from pipeline.data import prediction_table, split_window_count, split_windows
 from pipeline.figures import new_predictions, pixels, predictions_figure
 from pipeline.model import build_predictor, compiled_call
 
@@ -94,7 +94,8 @@ class PredictionImages(keras.callbacks.Callback):
         predicted = self.free_run(self.windows["encoder_in"]).numpy()
         title, first = f"Free-running predictions, {when}", self.figure is None
         if first:
-            self.figure = predictions_figure(self.series, self.table(predicted),
+            table = prediction_table("training series", self.windows, predicted)
+            self.figure = predictions_figure(self.series, table,
                                              tuple(self.windows["start"].tolist()), title,
                                              IMAGE_SIZE)
         else:  # same windows, same target: about half the cost of a new figure
@@ -104,11 +105,3 @@ class PredictionImages(keras.callbacks.Callback):
         mlflow.log_image(pixels(self.figure, IMAGE_DPI, layout=first), key=IMAGE_KEY,
                          step=epoch, synchronous=True)
         self.logged.add(epoch)
-
-    def table(self, predicted: np.ndarray) -> pd.DataFrame:
-        """Return the predictions as `predictions_figure` takes them: window, step, x,
-        prediction."""
-        steps = predicted.shape[1]
-        return pd.DataFrame({"window": np.repeat(self.windows["start"], steps),
-                             "step": np.tile(np.arange(steps), len(predicted)),
-                             "x": self.windows["x"].ravel(), "prediction": predicted.ravel()})

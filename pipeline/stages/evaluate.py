@@ -24,6 +24,7 @@ from pipeline.cli import run_stage
 from pipeline.data import (
     ARRAY_NAMES,
     SPLITS,
+    prediction_table,
     scaling_statistics,
     split_stretch,
     split_window_count,
@@ -71,19 +72,6 @@ def table_windows(arrays: Arrays, split: str, sample: int,
     starts = [] if split == "test" else [point - first for point in start_points
                                          if first <= point < first + count]
     return np.unique(np.concatenate([spread, starts])).astype(int)
-
-
-def prediction_table(split: str, windows: Arrays, predicted: np.ndarray) -> pd.DataFrame:
-    """Return one row per (window, step): where it lies, the truth and the prediction."""
-    count, steps = windows["x"].shape
-    return pd.DataFrame({
-        "split": split,
-        "window": np.repeat(windows["start"], steps),
-        "step": np.tile(np.arange(steps), count),
-        "x": windows["x"].ravel(),
-        "target": windows["target"].ravel(),
-        "prediction": predicted.ravel(),
-    })
 
 
 def predictions(free_run: Call, arrays: Arrays, params: Params) -> pd.DataFrame:
