@@ -5,11 +5,12 @@ Every module of the package that needs them imports them from here
 TensorFlow's documented log-level variable is set in this one place before TensorFlow
 loads. It hides TensorFlow's C++ INFO lines; warnings and errors still show.
 
-On a machine without a GPU, TensorFlow also probes for CUDA and reports the failure in
-lines no log level hides: "Could not find cuda drivers" is written before absl's logging
-starts (TensorFlow issue 100442), and "failed call to cuInit" is an E line. Those known
-lines, and only those, are dropped from what the import and the device probe write to
-stderr; anything else they write is passed on.
+Some lines no log level hides, because TensorFlow writes them before absl's logging
+starts (TensorFlow issue 100442): on a machine without a GPU the CUDA probe's "Could not
+find cuda drivers" and its E line "failed call to cuInit"; on some CPUs (AMD EPYC, seen
+here) the INFO line "oneDNN custom operations are on". While the import and the device
+probe run, INFO lines (`I` and four digits) and those CUDA probe lines are dropped from
+what they write to stderr; warnings, other errors and anything else pass on.
 """
 
 import os
@@ -22,8 +23,8 @@ from contextlib import contextmanager
 # 1 = no INFO lines from TensorFlow's C++ code; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-CUDA_PROBE_LINES = re.compile(
-    r"cudart_stub\.cc.*Could not find cuda drivers"
+IMPORT_NOISE = re.compile(
+    r"^I\d{4} "  # an INFO line of TensorFlow's C++ code, whatever the CPU
     r"|failed call to cuInit"
     r"|All log messages before absl::InitializeLog\(\) is called are written to STDERR")
 
@@ -48,7 +49,7 @@ def stderr_without(lines: re.Pattern[str]) -> Iterator[None]:
             sys.stderr.flush()
 
 
-with stderr_without(CUDA_PROBE_LINES):
+with stderr_without(IMPORT_NOISE):
     import keras
     import tensorflow as tf
 
