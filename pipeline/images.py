@@ -72,8 +72,9 @@ class PredictionImages(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         """Build the free-running predictor on the model's own layers (its weights live),
         and its compiled call: traced once, it costs less than two eager calls."""
-        if self.planned:
-            self.predictor = build_predictor(self.model)
+        if self.planned:  # the model `fit` trains may be the predictor already
+            self.predictor = (self.model if len(self.model.inputs) == 1
+                              else build_predictor(self.model))
             self.free_run = compiled_call(self.predictor)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:

@@ -8,6 +8,9 @@ MSE: above 0 beats the baseline, 1 is perfect. NumPy only.
 import numpy as np
 
 BASELINES = ("mean", "last_input", "input")  # see `baselines`
+# What forecasters call them.
+NAIVE_NAMES = {"mean": "mean", "last_input": "naive (last value)",
+               "input": "seasonal naive (the input window)"}
 
 
 def baselines(encoder_in: np.ndarray, target: np.ndarray,

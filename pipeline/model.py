@@ -33,7 +33,13 @@ ENCODER_IN, DECODER_IN = "encoder_in", "decoder_in"
 ENCODER_RNN, DECODER_RNN, DECODER_OUTPUT = "encoder_rnn", "decoder_rnn", "decoder_output"
 INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING = ("input_scaling", "target_scaling",
                                                    "target_unscaling")
+ATTENTION, RESIDUAL = "attention", "residual"
 
+# The decoder's attention over the encoder's outputs (model.attention): Luong's dot
+# product or Bahdanau's additive score, as Keras ships them.
+ATTENTION_LAYERS = {"dot": layers.Attention, "additive": layers.AdditiveAttention}
+# train.loss: the names Keras knows them by.
+LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "huber"}
 
 
 def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Layer]:
@@ -52,11 +58,15 @@ def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Lay
 def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by keyword
         steps: int, units: int, learning_rate: float, cell: str = "simple_rnn", *,
         steps_per_execution: int = 1, inputs: int = 1,
-        scaling: Mapping[str, np.ndarray] | None = None) -> keras.Model:
+        scaling: Mapping[str, np.ndarray] | None = None, residual: bool = False,
+        attention: str = "none", loss: str = "mse") -> keras.Model:
     """Return the compiled model ([encoder_in, decoder_in]) -> decoder output.
 
     `inputs` is the number of input columns; with `scaling` statistics the model
-    standardises inside and still takes and returns the user's units.
+    standardises inside and still takes and returns the user's units. `residual`: the
+    head predicts a correction to the first input column (the target's own history, a
+    season earlier), starting at zero, so the untrained model is the seasonal naive
+    forecast. `attention` (dot or additive): the decoder attends over every encoder step.
     """
     rnn, unroll = RNN_LAYERS[cell], steps <= UNROLL_MAX_STEPS
     scale = scaling_layers(scaling) if scaling is not None else None
@@ -65,43 +75,82 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
     encoder_seen, decoder_seen = ((scale[INPUT_SCALING](encoder_in),
                                    scale[TARGET_SCALING](decoder_in)) if scale
                                   else (encoder_in, decoder_in))
-    # Only the encoder's final state reaches the decoder: the "context" (LSTM has two).
-    states = rnn(units, return_state=True, unroll=unroll, name=ENCODER_RNN)(encoder_seen)[1:]
+    attending = attention != "none"
+    # The encoder's final state seeds the decoder: the "context" (LSTM has two states).
+    encoded = rnn(units, return_sequences=attending, return_state=True, unroll=unroll,
+                  name=ENCODER_RNN)(encoder_seen)
     decoder_rnn = rnn(units, return_sequences=True, return_state=True, unroll=unroll,
                       name=DECODER_RNN)
-    decoded = decoder_rnn(decoder_seen, initial_state=list(states))[0]  # (windows, steps, units)
-    output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT)(decoded)
+    # (windows, steps, units)
+    decoded = decoder_rnn(decoder_seen, initial_state=list(encoded[1:]))[0]
+    if attending:  # each decoder step looks at every encoder step: (windows, steps, 2·units)
+        context = ATTENTION_LAYERS[attention](name=ATTENTION)([decoded, encoded[0]])
+        decoded = layers.Concatenate()([decoded, context])
+    # A residual head starts at zero: the untrained model is the reference itself.
+    output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT,
+                          kernel_initializer="zeros" if residual else "glorot_uniform")(decoded)
+    if residual:
+        output = layers.Add(name=RESIDUAL)([output, reference(encoder_in, scale)])
     if scale:
         output = scale[TARGET_UNSCALING](output)  # back to the user's units
     model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="mean_squared_error", steps_per_execution=steps_per_execution)
+                  loss=LOSSES[loss], steps_per_execution=steps_per_execution)
     return model
+
+
+def reference(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None) -> tf.Tensor:
+    """Return the window a residual head corrects: the first input column (windows,
+    steps, 1), scaled as the target is (it stands for the target a season earlier)."""
+    first = encoder_in[:, :, :1]
+    return scale[TARGET_SCALING](first) if scale else first
 
 
 def build_predictor(trained: keras.Model) -> keras.Model:
     """Return encoder_in -> free-running prediction, sharing `trained`'s layers and weights."""
     _, steps, inputs = trained.get_layer(ENCODER_IN).output.shape
-    scaled = INPUT_SCALING in {layer.name for layer in trained.layers}
+    names = {layer.name for layer in trained.layers}
+    scale = ({name: trained.get_layer(name) for name in (INPUT_SCALING, TARGET_SCALING,
+                                                           TARGET_UNSCALING)}
+             if INPUT_SCALING in names else None)
     # The decoder's cell, one step per call: an RNN layer per step would add a loop each
     # (about 5× slower to trace, 4× slower to run).
     cell = trained.get_layer(DECODER_RNN).cell
     head = trained.get_layer(DECODER_OUTPUT)
+    attention = trained.get_layer(ATTENTION) if ATTENTION in names else None
     encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)
-    encoder_seen = trained.get_layer(INPUT_SCALING)(encoder_in) if scaled else encoder_in
-    states = list(trained.get_layer(ENCODER_RNN)(encoder_seen)[1:])  # each (windows, units)
+    encoder_seen = scale[INPUT_SCALING](encoder_in) if scale else encoder_in
+    encoded = trained.get_layer(ENCODER_RNN)(encoder_seen)
+    states = list(encoded[1:])  # each (windows, units)
+    corrected = reference(encoder_in, scale) if RESIDUAL in names else None
     start = keras.ops.zeros_like(encoder_in[:, :1, :1])  # (windows, 1, 1): the seed's first 0
-    if scaled:  # the 0 the decoder saw in training, scaled as it was there
-        start = trained.get_layer(TARGET_SCALING)(start)
+    if scale:  # the 0 the decoder saw in training, scaled as it was there
+        start = scale[TARGET_SCALING](start)
     step_in, outputs = start[:, 0, :], []  # (windows, 1)
-    for _ in range(steps):
-        decoded, states = cell(step_in, states)
+    for step in range(steps):
+        decoded, states = cell(step_in, states)  # (windows, units)
+        if attention is not None:
+            context = attention([decoded[:, None, :], encoded[0]])[:, 0, :]
+            decoded = keras.ops.concatenate([decoded, context], axis=-1)
         step_in = head(decoded)  # (windows, 1), fed back as the next input (scaled)
+        if corrected is not None:
+            step_in = step_in + corrected[:, step, :]
         outputs.append(step_in)
     predicted = keras.ops.stack(outputs, axis=1)  # (windows, steps, 1)
-    if scaled:
-        predicted = trained.get_layer(TARGET_UNSCALING)(predicted)
+    if scale:
+        predicted = scale[TARGET_UNSCALING](predicted)
     return keras.Model(encoder_in, predicted, name="seq2seq_free_running")
+
+
+def free_running_trainer(trained: keras.Model) -> keras.Model:
+    """Return `trained`'s predictor compiled as `trained` is (a fresh optimizer of the same
+    kind, the same loss): fitting it trains the shared weights on the free-running decode
+    itself, each output fed back as in use, so training sees the errors it compounds."""
+    predictor = build_predictor(trained)
+    optimizer = trained.optimizer.__class__.from_config(trained.optimizer.get_config())
+    predictor.compile(optimizer=optimizer, loss=trained.loss,
+                      steps_per_execution=trained.steps_per_execution)
+    return predictor
 
 
 def compiled_call(model: keras.Model) -> Callable[..., tf.Tensor]:

@@ -6,6 +6,7 @@ costs the user seconds, not a training run. Each constrained field's `descriptio
 the "allowed" text of its message.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,6 +55,16 @@ def _devices(value: Any) -> str | int:
         return value
     raise ValueError(value)
 
+
+def _patience(value: Any) -> str | int:
+    """Accept 'auto' or a whole number of epochs, at least 0."""
+    if value == "auto" or (type(value) is int and value >= 0):
+        return value
+    raise ValueError(value)
+
+
+Patience = Annotated[str | int, BeforeValidator(_patience),
+                     Field(description="must be 'auto' or a number of epochs ≥ 0 (0 = off)")]
 
 Devices = Annotated[str | int, BeforeValidator(_devices),
                     Field(description="must be 'auto' or a number of devices ≥ 1")]
@@ -127,6 +138,10 @@ class ModelParams(Section):
     units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
     scaling: Annotated[Literal["auto", "standard", "none"],
                        Field(description="must be 'auto', 'standard' or 'none'")]
+    residual: Annotated[Literal["auto", "input", "none"],
+                        Field(description="must be 'auto', 'input' or 'none'")]
+    attention: Annotated[Literal["none", "dot", "additive"],
+                         Field(description="must be 'none', 'dot' or 'additive'")]
 
 
 class TrainParams(Section):
@@ -136,8 +151,13 @@ class TrainParams(Section):
     batch_size: Annotated[int, at_least(1)]
     learning_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False,
                                           description="must be in (0, 1]")]
+    loss: Annotated[Literal["mse", "mae", "huber"],
+                    Field(description="must be 'mse', 'mae' or 'huber'")]
+    decoding: Annotated[Literal["auto", "teacher_forcing", "free_running"],
+                        Field(description="must be 'auto', 'teacher_forcing' or "
+                                          "'free_running'")]
     seed: Seed
-    early_stopping_patience: Annotated[int, Field(ge=0, description="must be ≥ 0 (0 = off)")]
+    early_stopping_patience: Patience
     devices: Devices
     backup_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False,
                                            description="must be a number ≥ 0")]
@@ -179,12 +199,30 @@ class Params(Section):
     plot: PlotParams
     tracking: TrackingParams
 
+    def resolved(self) -> dict[str, str | int]:
+        """Return what each `auto` value stands for, by dotted key: the tutorial's choice
+        for the sampled functions, and for a CSV source the choices that make a model
+        beat the naive forecasts on real series (README, "Your own series")."""
+        own = self.generate.source == "csv"
+        one_input = own and len(self.generate.csv.inputs) == 1
+        auto = {"model.scaling": "standard" if own else "none",
+                "model.residual": "input" if one_input else "none",
+                "train.decoding": "free_running" if own else "teacher_forcing",
+                "train.early_stopping_patience": self.train.epochs // 4 if own else 0}
+        flat = self.flat()
+        return {key: value if flat[key] == "auto" else flat[key] for key, value in auto.items()}
+
+    def used(self) -> "Params":
+        """Return these params with every `auto` replaced by what it stands for."""
+        return with_values(self, self.resolved())
+
     def scales(self) -> bool:
-        """Return whether the model standardises its inputs and target (`model.scaling`):
-        `auto` does for a CSV source and keeps the sampled functions the tutorial's run."""
-        if self.model.scaling == "auto":
-            return self.generate.source == "csv"
-        return self.model.scaling == "standard"
+        """Return whether the model standardises its inputs and target (`model.scaling`)."""
+        return self.resolved()["model.scaling"] == "standard"
+
+    def residual(self) -> bool:
+        """Return whether the model corrects its first input column (`model.residual`)."""
+        return self.resolved()["model.residual"] == "input"
 
     def flat(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Return every value (or those of the sections or dotted keys in `names`) under
@@ -205,6 +243,18 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def with_values(params: Params, values: Mapping[str, Any]) -> Params:
+    """Return `params` with dotted keys set to `values`, validated as params.yaml is."""
+    raw = params.model_dump()
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        target = raw
+        for section in sections:
+            target = target[section]
+        target[name] = value
+    return parse_params(raw)
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ParamsError
-from pipeline.params import Params, parse_params
+from pipeline.params import Params, with_values
 
 Value = bool | int | float | str
 # The optuna.Trial methods a dimension calls: suggest_int, suggest_float, suggest_categorical.
@@ -109,18 +109,6 @@ def _dimension(key: str, raw: Any) -> Dimension:
         return Fixed(value=raw)
     kind = Range if "low" in raw or "high" in raw else Choices
     return kind.model_validate(raw)
-
-
-def with_values(params: Params, values: dict[str, Value]) -> Params:
-    """Return `params` with dotted keys set to `values`, validated as params.yaml is."""
-    raw = params.model_dump()
-    for key, value in values.items():
-        *sections, name = key.split(".")
-        target = raw
-        for section in sections:
-            target = target[section]
-        target[name] = value
-    return parse_params(raw)
 
 
 def parse_space(raw: Any, params: Params, path: Path) -> SearchSpace:

@@ -83,6 +83,14 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
             .prefetch(tf.data.AUTOTUNE))
 
 
+def model_inputs(model: keras.Model, windows: tf.data.Dataset) -> tf.data.Dataset:
+    """Return `windows` as `model` takes them: a free-running predictor (one input) reads
+    the encoder's input only, never the true previous target."""
+    if len(model.inputs) > 1:
+        return windows
+    return windows.map(lambda inputs, target: (inputs[0], target))
+
+
 def steps_per_execution(windows: int, batch_size: int) -> int:
     """Return how many batches one compiled call runs: an epoch's, up to a bound."""
     return min(math.ceil(windows / batch_size), MAX_STEPS_PER_EXECUTION)
@@ -121,9 +129,10 @@ def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainPa
     others = [callback for callback in callbacks if callback not in backups]
     steps = model.get_layer(ENCODER_IN).output.shape[1]
     with without_graph_rewrites():
-        return model.fit(window_dataset(train, steps, params.batch_size,
-                                        shuffle_seed=params.seed),
-                         validation_data=window_dataset(validation, steps, params.batch_size),
+        return model.fit(model_inputs(model, window_dataset(train, steps, params.batch_size,
+                                                            shuffle_seed=params.seed)),
+                         validation_data=model_inputs(model, window_dataset(
+                             validation, steps, params.batch_size)),
                          epochs=params.epochs,
                          callbacks=[*([stopping] if stopping else []), *others, *backups],
                          shuffle=False, verbose=0)  # the dataset shuffles itself

@@ -30,7 +30,7 @@ for devices in (1, 2):
     params = parse_params(json.loads(sys.argv[1]))
     params = params.model_copy(update={"train": params.train.model_copy(
         update={"devices": devices})})
-    model, history = train_model(params, arrays, [])
+    model, _, history = train_model(params, arrays, [])
     found[devices] = {"replicas": distribution(devices).num_replicas_in_sync,
                       "loss": history["loss"].tolist()}
 print(json.dumps(found))

@@ -115,7 +115,8 @@ def stretch(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_params(**changes: object) -> TrainParams:
-    return TrainParams.model_validate({**default_params()["train"], "batch_size": 4, **changes})
+    return TrainParams.model_validate({**default_params()["train"], "batch_size": 4,
+                                       "early_stopping_patience": 0, **changes})
 
 
 class Recorder(keras.callbacks.Callback):

@@ -29,7 +29,8 @@ def test_flat_names_every_value_by_section_and_key() -> None:
     flat = params.flat()
     assert flat["train.epochs"] == 80
     assert flat["tracking.experiment"] == params.tracking.experiment
-    assert set(params.flat(("model",))) == {"model.cell", "model.units", "model.scaling"}
+    assert set(params.flat(("model",))) == {"model.cell", "model.units", "model.scaling",
+                                            "model.residual", "model.attention"}
     assert flat["generate.csv.test_rows"] == params.generate.csv.test_rows  # nested: dotted
     assert params.flat(("evaluate", "plot.start_points")) == {  # a section, and one key
         "evaluate.batch_size": 1024, "evaluate.sample_windows": 8,

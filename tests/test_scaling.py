@@ -87,7 +87,7 @@ def train_and_evaluate(params: Any, arrays: dict[str, np.ndarray]
                        ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Train with the stage's own function, evaluate the predictor; return the metrics and
     the test predictions."""
-    model, _ = train_model(params, arrays, [])
+    model, _, _ = train_model(params, arrays, [])
     predictor = build_predictor(model)
     test_windows = split_windows(arrays, "test")["encoder_in"]
     return (score(compiled_call(predictor), compiled_call(model), arrays, 256),
@@ -112,6 +112,6 @@ def test_a_series_in_thousandfold_units_predicts_thousandfold_with_the_same_skil
 
 def test_without_scaling_the_model_is_the_tutorials(tiny_params: dict[str, Any]) -> None:
     params = parse_params(with_overrides(tiny_params, {"model": {"scaling": "none"}}))
-    model, _ = train_model(params, cut_splits(damped(80), damped(40), 8, 0.25), [])
+    model, _, _ = train_model(params, cut_splits(damped(80), damped(40), 8, 0.25), [])
     names = {layer.name for layer in model.layers}
     assert not names & {INPUT_SCALING, TARGET_UNSCALING}

@@ -11,7 +11,7 @@ from pipeline.data import SPLITS, cut_splits, scaling_statistics, split_windows
 from pipeline.metrics import SplitScores
 from pipeline.model import build_predictor, build_training_model, compiled_call
 from pipeline.params import parse_params
-from pipeline.stages.evaluate import predictions, score, summary, warn_if_worse_than_the_mean
+from pipeline.stages.evaluate import predictions, score, summary, warn_if_beaten
 
 
 def skill_metrics(model_mse: float, windows: dict[str, np.ndarray],
@@ -83,19 +83,30 @@ def test_an_exact_baseline_gives_no_skill_rather_than_a_division_by_zero() -> No
     assert "skill_vs_mean" not in metrics
 
 
-def test_a_model_worse_than_the_mean_on_validation_says_so_in_one_line(
+def test_a_model_a_naive_forecast_beats_on_validation_says_so_in_one_line(
         caplog: pytest.LogCaptureFixture) -> None:
+    beaten_by_two = {"free_run_mse": 2.0, "baseline_mean_mse": 1.0, "skill_vs_mean": -1.0,
+                     "baseline_input_mse": 0.5, "skill_vs_input": -3.0,
+                     "baseline_last_input_mse": 4.0, "skill_vs_last_input": 0.5}
     with caplog.at_level(logging.WARNING):
-        warn_if_worse_than_the_mean({"free_run_mse": 2.0, "baseline_mean_mse": 1.0,
-                                     "skill_vs_mean": -1.0})
+        warn_if_beaten(beaten_by_two)
     (record,) = caplog.records
-    assert "worse than always predicting the training mean on validation" in record.message
+    # The strongest baseline is named with the skill against it; the other loss after.
+    assert record.message.startswith("on validation the seasonal naive (the input window) "
+                                     "forecast beats the model: skill -3 vs input "
+                                     "(free-running MSE 2 vs 0.5), and it loses to mean too")
     assert "\n" not in record.message
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        warn_if_worse_than_the_mean({"free_run_mse": 0.5, "baseline_mean_mse": 1.0,
-                                     "skill_vs_mean": 0.5})
+        warn_if_beaten({"free_run_mse": 0.5, "baseline_mean_mse": 1.0, "skill_vs_mean": 0.5,
+                        "baseline_input_mse": 0.6, "skill_vs_input": 0.17})
     assert not caplog.records
+    with caplog.at_level(logging.WARNING):
+        warn_if_beaten({"free_run_mse": 0.5, "baseline_mean_mse": 1.0, "skill_vs_mean": 0.5,
+                        "baseline_last_input_mse": 0.4, "skill_vs_last_input": -0.25})
+    (record,) = caplog.records
+    assert "naive (last value) forecast beats the model: skill -0.25 vs last_input" in (
+        record.message)
 
 
 def test_the_log_line_gives_the_mse_and_the_skill() -> None:

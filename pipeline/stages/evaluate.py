@@ -31,7 +31,7 @@ from pipeline.data import (
     split_windows,
 )
 from pipeline.files import read_arrays, write_json, write_table
-from pipeline.metrics import BASELINES, SplitScores
+from pipeline.metrics import BASELINES, NAIVE_NAMES, SplitScores
 from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params
 from pipeline.progress import WorkProgress
@@ -105,7 +105,7 @@ def main() -> None:
         registry.tag_version(name, version, flat)
     for split in SPLITS:
         log.info("%s", summary(split, metrics[split]))
-    warn_if_worse_than_the_mean(metrics["validation"])
+    warn_if_beaten(metrics["validation"])
 
 
 def summary(split: str, metrics: dict[str, float]) -> str:
@@ -117,13 +117,19 @@ def summary(split: str, metrics: dict[str, float]) -> str:
             f"teacher-forced MSE {metrics['teacher_forced_mse']:.3g}")
 
 
-def warn_if_worse_than_the_mean(validation: dict[str, float]) -> None:
-    """Say in one line when the model does worse on validation than the mean predictor."""
-    if validation.get("skill_vs_mean", 0.0) < 0:
-        log.warning("the model is worse than always predicting the training mean on "
-                    "validation (free-running MSE %.3g vs %.3g): check model.scaling, "
-                    "train.epochs and model.*", validation["free_run_mse"],
-                    validation["baseline_mean_mse"])
+def warn_if_beaten(validation: dict[str, float]) -> None:
+    """Say in one line when a naive baseline beats the model on validation: naming the
+    best of them and the model's skill against it (below 0)."""
+    beaten = {name: validation[f"skill_vs_{name}"] for name in BASELINES
+              if validation.get(f"skill_vs_{name}", 0.0) < 0}
+    if beaten:
+        name = min(beaten, key=beaten.__getitem__)
+        log.warning("on validation the %s forecast beats the model: skill %.3g vs %s "
+                    "(free-running MSE %.3g vs %.3g)%s; see README, \"Is the model any "
+                    "good?\"", NAIVE_NAMES[name], beaten[name], name,
+                    validation["free_run_mse"], validation[f"baseline_{name}_mse"],
+                    f", and it loses to {', '.join(sorted(set(beaten) - {name}))} too"
+                    if len(beaten) > 1 else "")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pipeline.model import (
     ENCODER_IN,
     build_predictor,
     build_training_model,
+    free_running_trainer,
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
@@ -66,8 +67,12 @@ def logged_history(run_id: str) -> pd.DataFrame:
 
 
 def train_model(params: Params, arrays: dict[str, np.ndarray],
-                callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, pd.DataFrame]:
-    """Build a seeded model and fit it; return it and the epochs this fit trained."""
+                callbacks: list[keras.callbacks.Callback]
+                ) -> tuple[keras.Model, keras.Model, pd.DataFrame]:
+    """Build a seeded model and fit it; return the training model, the network `fit`
+    trained (that model, or with `train.decoding: free_running` its predictor, sharing its
+    weights) and the epochs this fit trained."""
+    params = params.used()  # `auto` values as they apply to this source
     keras.utils.set_random_seed(params.train.seed)
     train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
     strategy = distribution(params.train.devices)
@@ -79,8 +84,13 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
         model = build_training_model(
             params.window.steps, params.model.units, params.train.learning_rate,
             params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
-            scaling=scaling_statistics(arrays) if params.scales() else None)
-    return model, history_table(fit(model, train, validation, params.train, callbacks))
+            scaling=scaling_statistics(arrays) if params.scales() else None,
+            residual=params.residual(), attention=params.model.attention,
+            loss=params.train.loss)
+        fitted = (free_running_trainer(model) if params.train.decoding == "free_running"
+                  else model)
+    return model, fitted, history_table(fit(fitted, train, validation, params.train,
+                                            callbacks))
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
@@ -125,13 +135,14 @@ def main() -> None:
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
         images = PredictionImages(arrays, params.train.epochs, params.train.prediction_images,
                                   done)
-        model, _ = train_model(params, arrays, [
+        model, fitted, _ = train_model(params, arrays, [
             logged.EpochMetrics(done), EpochProgress(params.train.epochs), images,
             resume.TrainingBackup(backup, params.train.backup_seconds,
                                   mlflow.flush_async_logging)])
         history = logged_history(run_id)
         # The images' predictor shares the model's layers: building it again costs seconds.
-        predictor = images.predictor or build_predictor(model)
+        predictor = (fitted if fitted is not model
+                     else images.predictor or build_predictor(model))
         save(model, predictor, history)
         record = log_models(model, predictor, arrays, params.tracking.registered_model)
         write_json({"run_id": run_id, "experiment_id": run.info.experiment_id, **record},
@@ -143,8 +154,10 @@ def main() -> None:
 
 
 def start_records(params: Params, arrays: dict[str, np.ndarray]) -> None:
-    """Log a new run's params and its three datasets."""
-    tracking.log_params(params.flat(paths.STAGES["train"].params))
+    """Log a new run's params (with `used.<key>`: what each `auto` value stood for) and its
+    three datasets."""
+    tracking.log_params({**params.flat(paths.STAGES["train"].params),
+                         **{f"used.{key}": value for key, value in params.resolved().items()}})
     for name in SPLITS:
         logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
 
