@@ -112,11 +112,16 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def require_numbers(table: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
-    """Fail naming the columns of `table` that do not hold numbers."""
-    numeric = table[list(columns)].select_dtypes("number").columns
-    bad = [column for column in columns if column not in numeric]
-    if bad:
-        raise InputError(f"{path}: column(s) {', '.join(bad)} must be non-empty numbers")
+    """Fail naming the first cell of `columns` that is text, not a number: its column,
+    data row and value."""
+    for column in columns:
+        if pd.api.types.is_numeric_dtype(table[column]):
+            continue
+        cells = table[column]
+        text = cells.notna() & pd.to_numeric(cells, errors="coerce").isna()
+        row = int(text.to_numpy().argmax())
+        raise InputError(f"{path}: column {column!r} has text, {cells.iloc[row]!r}, in data "
+                         f"row {row + 1}; every cell must be a number (or empty)")
 
 
 def read_series(path: Path) -> pd.DataFrame:

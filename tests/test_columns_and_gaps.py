@@ -102,7 +102,7 @@ EDGE_GAP = two_inputs().assign(v=lambda table: table["v"].where(table.index != 5
 BAD_INPUTS = [
     ({"input": ["u", "nope"]}, two_inputs(), "missing column(s) nope; found time, u, v, y"),
     ({"input": ["u", "v"]}, two_inputs().assign(v="high"),
-     "column(s) v must be non-empty numbers"),
+     "column 'v' has text, 'high', in data row 1; every cell must be a number (or empty)"),
     ({"input": ["u", "v"], "missing": "interpolate"}, EDGE_GAP,
      "column 'v' has a gap in data row 60, at the edge: generate.csv.missing = interpolate "
      "fills only gaps between two values; use drop"),

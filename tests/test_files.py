@@ -49,7 +49,7 @@ def test_pickled_objects_are_never_loaded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"x,input\n1.0,2.0\n", r"train.csv: missing column\(s\) target; found x, input"),
-    (b"x,input,target\n1,two,3\n", r"train.csv: column\(s\) input must be non-empty numbers"),
+    (b"x,input,target\n1,two,3\n", r"train.csv: column 'input' has text, 'two', in data row 1"),
     (bytes(range(256)) * 4, r"train.csv: "),  # binary garbage
 ], ids=["missing-column", "text", "binary-garbage"])
 def test_damaged_table_is_named(tmp_path: Path, content: bytes, message: str) -> None:

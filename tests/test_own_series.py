@@ -57,7 +57,8 @@ def test_a_csv_becomes_training_and_test_series(tmp_path: Path, tiny_params: dic
 GOOD = own_series().to_csv(index=False)
 BAD = [
     ("time,u\n0,1\n", "missing column(s) y; found time, u"),
-    (GOOD.replace("\n0.25,", "\n0.25x,", 1), "column(s) time must be non-empty numbers"),
+    (GOOD.replace("\n0.25,", "\n0.25x,", 1), "column 'time' has text, '0.25x', in data row 2; "
+                                             "every cell must be a number"),
     (own_series().assign(u=lambda table: table["u"].where(table.index != 2)).to_csv(index=False),
      "column 'u' has an empty or NaN value in data row 3; set generate.csv.missing to drop "
      "or interpolate"),
