@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +55,34 @@ def failure_reason(lines: list[str]) -> str:
     return next((line.strip() for line in reversed(lines) if line.strip()), "no output")
 
 
-def run(name: str, values: dict[str, Value], log_file: Path,
-        env: dict[str, str] | None = None) -> None:
-    """Run DVC experiment `name` with params.yaml `values` set, its output to `log_file`;
-    raise ExperimentError with the reason if it fails."""
+@contextmanager
+def running(name: str, values: dict[str, Value], log_file: Path,
+            env: dict[str, str] | None = None,
+            stages: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
+    """Start DVC experiment `name` with params.yaml `values` set (through `stages` only,
+    if given), its output to `log_file`; yield its process while it runs, then wait for
+    it and raise ExperimentError with the reason if it failed. Leaving early (an error,
+    Ctrl-C) ends the experiment."""
     settings = [argument for key, value in values.items()
                 for argument in ("-S", set_param(key, value))]
     command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp",
-               "--name", name, *settings]
+               "--name", name, *settings, *stages]
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("w", encoding="utf-8") as output:
-        done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False,
-                              env={**os.environ, **(env or {})})
-    if done.returncode != 0:
+    with log_file.open("w", encoding="utf-8") as output, subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}) as process:
+        try:
+            yield process
+        except BaseException:
+            process.terminate()
+            raise
+        finally:
+            process.wait()
+    if process.returncode != 0:
         with log_file.open(encoding="utf-8", errors="replace") as output:
             tail = list(deque(output, maxlen=200))
-        raise ExperimentError(f"{failure_reason(tail)} (exit {done.returncode}; log: {log_file})")
+        raise ExperimentError(f"{failure_reason(tail)} (exit {process.returncode}; "
+                              f"log: {log_file})")
 
 
 def metrics(name: str, keys: tuple[str, ...]) -> dict[str, float]:

@@ -6,6 +6,7 @@ costs the user seconds, not a training run. Each constrained field's `descriptio
 the "allowed" text of its message.
 """
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -186,6 +187,7 @@ class TrackingParams(Section):
 
     experiment: Name
     registered_model: Name
+    trial: Annotated[str, Field(max_length=200, description="must be text")]
 
 
 class Params(Section):
@@ -351,16 +353,31 @@ def parse_params(raw: Any) -> Params:
     return params
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml (safe YAML only)."""
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does (and DVC writes them): PyYAML
+    alone takes `1e-06` or `1e5` for text, so `dvc exp run -S train.learning_rate=1e-6`
+    or a hand-written `1e-4` would fail as "not a number"."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def read_yaml(path: Path) -> Any:
+    """Return a YAML file's content (safe YAML only), or fail in one line naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ParamsError(f"{path}: cannot be read ({err.strerror})") from err
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}") from err
-    return parse_params(raw)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml (safe YAML only)."""
+    return parse_params(read_yaml(path))

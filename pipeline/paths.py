@@ -41,6 +41,8 @@ OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
 TUNE_FILE = Path("tune.yaml")
 STUDY_DB = Path("tune.db")
 TUNE_LOGS_DIR = Path(".dvc", "tmp", "pipeline-tune-logs")
+# A trial's request to stop training (pipeline.trial), one file per experiment.
+STOP_REQUESTS_DIR = Path(".dvc", "tmp", "pipeline-tune-stop")
 # Backups of a training in progress, one folder per experiment and inputs (pipeline.resume).
 BACKUPS_DIR = Path(".dvc", "tmp", "pipeline-train-backups")
 

@@ -21,6 +21,10 @@ CHAMPION = "champion"
 # it, never used to choose, so it stays an honest estimate of the champion's error.
 RANKING_METRIC = "validation.free_run_mse"
 REPORTED_METRIC = "test.free_run_mse"
+# A training run's windows (the DVC hash of windows.npz: series, window length, splits):
+# only models of the same windows answer the same question on the same validation split.
+WINDOWS_TAG = "pipeline.windows"
+PRUNED_TAG = "pipeline.pruned"  # a tuning trial stopped early: never a champion
 
 
 def tag_version(name: str, version: str, metrics: Mapping[str, float]) -> None:
@@ -38,20 +42,23 @@ def _versions_by_run(client: MlflowClient, name: str) -> dict[str, ModelVersion]
             for version in client.search_model_versions(f"name = '{name}'")}
 
 
-def best_version(name: str, experiment_id: str) -> tuple[ModelVersion, dict[str, float]]:
+def best_version(name: str, experiment_id: str,
+                 windows: str) -> tuple[ModelVersion, dict[str, float]]:
     """Return the version of `name` whose run in the experiment has the lowest
-    validation.free_run_mse, and that run's metrics."""
+    validation.free_run_mse among models trained on `windows` (WINDOWS_TAG) and not
+    pruned, and that run's metrics."""
     client = MlflowClient()
     versions = _versions_by_run(client, name)
-    ranked = client.search_runs([experiment_id], f"metrics.`{RANKING_METRIC}` >= 0",
-                                max_results=50000,
+    ranked = client.search_runs([experiment_id], f"metrics.`{RANKING_METRIC}` >= 0 and "
+                                f"tags.`{WINDOWS_TAG}` = '{windows}'", max_results=50000,
                                 order_by=[f"metrics.`{RANKING_METRIC}` ASC",
                                           "attributes.start_time DESC"])
     for run in ranked:
-        if run.info.run_id in versions:
+        if run.info.run_id in versions and run.data.tags.get(PRUNED_TAG) != "true":
             return versions[run.info.run_id], run.data.metrics
-    raise PipelineError(f"no version of registered model {name!r} has a {RANKING_METRIC} in "
-                        f"this experiment; run `dvc repro` first")
+    raise PipelineError(f"no version of registered model {name!r} trained on these windows "
+                        f"(data/windows/windows.npz) has a {RANKING_METRIC} in this "
+                        f"experiment, pruned trials aside; run `dvc repro` first")
 
 
 def named_version(name: str, version: str) -> ModelVersion:

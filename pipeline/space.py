@@ -7,13 +7,12 @@ rules before any trial runs, so a typo costs seconds, not a study.
 """
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ParamsError
-from pipeline.params import Params, with_values
+from pipeline.params import Params, read_yaml, with_values
 
 Value = bool | int | float | str
 # The optuna.Trial methods a dimension calls: suggest_int, suggest_float, suggest_categorical.
@@ -91,11 +90,36 @@ class Fixed(Entry):
 Dimension = Range | Choices | Fixed
 
 
+# The pruners tune.yaml may name: Optuna's, by the name of their class.
+PRUNERS = {"median": "MedianPruner", "successive_halving": "SuccessiveHalvingPruner",
+           "hyperband": "HyperbandPruner", "none": "NopPruner"}
+
+
+class Pruner(BaseModel):
+    """tune.yaml's `pruner`: Optuna's pruner by name, and that class's keyword arguments
+    (its documentation's names, e.g. n_startup_trials, n_warmup_steps)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: Literal[tuple(PRUNERS)]  # type: ignore[valid-type]
+
+    def build(self, path: Path = Path("tune.yaml")) -> Any:
+        """Return the Optuna pruner, or fail in one line naming a keyword it refuses."""
+        import optuna  # noqa: PLC0415 - Optuna loads only when a study runs
+
+        options = dict(self.model_extra or {})
+        try:
+            return getattr(optuna.pruners, PRUNERS[self.name])(**options)
+        except (TypeError, ValueError) as err:
+            raise ParamsError(f"{path}: pruner {self.name} with {options} is invalid: "
+                              f"{err}") from err
+
+
 class SearchSpace(Entry):
-    """tune.yaml: the default study name, the sampler's seed and the space."""
+    """tune.yaml: the default study name, the sampler's seed, the pruner and the space."""
 
     study: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     seed: Annotated[int, Field(ge=0, lt=2**32)]
+    pruner: Pruner = Pruner(name="none")
     space: Annotated[dict[str, Dimension], Field(min_length=1)]
 
     def suggest(self, trial: Suggest) -> dict[str, Value]:
@@ -134,19 +158,15 @@ def parse_space(raw: Any, params: Params, path: Path) -> SearchSpace:
                 raise ParamsError(f"{path}: space.{key} allows {value!r}, which params.yaml "
                                   f"does not ({err})") from err
     try:
-        return SearchSpace.model_validate({**raw, "space": dimensions})
+        parsed = SearchSpace.model_validate({**raw, "space": dimensions})
     except ValidationError as err:
         error = err.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "tune.yaml"
         raise ParamsError(f"{path}: {where} is invalid: {error['msg']}") from err
+    parsed.pruner.build(path)  # a keyword the pruner refuses fails here, not mid-study
+    return parsed
 
 
 def load_space(path: Path, params: Params) -> SearchSpace:
     """Read and validate a search space file."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from err
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML") from err
-    return parse_space(raw, params, path)
+    return parse_space(read_yaml(path), params, path)

@@ -32,6 +32,11 @@ PACKAGES = ("tensorflow", "keras", "mlflow", "dvc")
 # these variables; the runs carry them as tags, so the MLflow UI groups runs by study.
 STUDY_ENV, TRIAL_ENV = "PIPELINE_STUDY", "PIPELINE_TRIAL"
 STUDY_TAGS = {STUDY_ENV: "pipeline.study", TRIAL_ENV: "pipeline.trial"}
+# ... and the file whose appearance asks `train` to stop (a pruned trial).
+STOP_ENV = "PIPELINE_STOP_FILE"
+# A training run's wall seconds of building and fitting the model (this fit only, if it
+# resumed): what a tuning study compares with its trials' whole time.
+FIT_SECONDS = "fit_seconds"
 
 
 def _git(*args: str) -> str | None:

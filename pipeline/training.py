@@ -8,15 +8,19 @@ memory grows with points, not with points × steps.
 
 from pipeline.backend import keras, tf
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from pipeline.data import Stretch
 from pipeline.errors import ParamsError
 from pipeline.model import ENCODER_IN
 from pipeline.params import TrainParams
 from pipeline.resume import TrainingBackup
+
+log = logging.getLogger(__name__)
 
 # Batches per call into the compiled train step: fewer Python round trips per epoch.
 MAX_STEPS_PER_EXECUTION = 32
@@ -136,6 +140,21 @@ def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainPa
                          epochs=params.epochs,
                          callbacks=[*([stopping] if stopping else []), *others, *backups],
                          shuffle=False, verbose=0)  # the dataset shuffles itself
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """End training cleanly after the epoch in which `stop_file` appears: Keras'
+    documented `model.stop_training`. A tuning study asks this of a trial it prunes."""
+
+    def __init__(self, stop_file: Path) -> None:
+        super().__init__()
+        self.stop_file = stop_file
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        """Stop if asked to."""
+        if self.stop_file.exists():
+            log.info("asked to stop after epoch %d (%s)", epoch + 1, self.stop_file)
+            self.model.stop_training = True
 
 
 def distribution(devices: str | int) -> tf.distribute.Strategy:

@@ -2,44 +2,41 @@
 
     python -m pipeline.tune                       # trials until the study holds 30
     python -m pipeline.tune --trials 10 --jobs 2  # two trials at a time on this machine
+    python -m pipeline.tune --timeout 15          # ... or until 15 minutes have passed
     python -m pipeline.tune --storage postgresql://.../optuna  # a team's shared study
 
-The search space is tune.yaml. Each trial is one DVC experiment, `<study>-<trial>`, run
-outside the workspace (pipeline.experiment), and one MLflow run tagged with the study and
-the trial. Its objective is the experiment's validation free-running MSE; the test MSE is
-recorded beside it and never chosen on. A trial that fails is recorded FAIL with its
-reason, and the study goes on. The study lives in Optuna's RDB storage (default: tune.db,
-a SQLite file in the repository, ignored by git and DVC); every machine that runs this
-command on the same storage and study adds trials to it.
+The search space and the pruner are tune.yaml. Each trial is one DVC experiment,
+`<study>-<trial>`, run outside the workspace, and one MLflow run tagged with the study and
+the trial (pipeline.trial); a hopeless one is pruned while it trains. Its objective is the
+experiment's validation free-running MSE; the test MSE is recorded beside it and never
+chosen on. A trial that fails is recorded FAIL with its reason, and the study goes on;
+failed trials do not count towards --trials, and a study with no completed trial exits
+with an error. The study lives in Optuna's RDB storage (default: tune.db, a SQLite file in
+the repository, ignored by git and DVC); every machine that runs this command on the same
+storage and study adds trials to it.
 """
 
 import argparse
 import logging
-import math
-import time
+import subprocess
 import warnings
 from functools import partial
 from pathlib import Path
 
 import optuna
 
-from pipeline import experiment, paths, tracking
+from pipeline import paths, store, tracking
 from pipeline.cli import run_stage
 from pipeline.errors import PipelineError
-from pipeline.params import load_params
-from pipeline.space import SearchSpace, load_space
+from pipeline.params import Params, load_params
+from pipeline.space import load_space
+from pipeline.trial import REPORTED, TrialError, objective
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE, REPORTED = "validation.free_run_mse", "test.free_run_mse"  # metrics.json keys
-FAILURE_ATTR = "failure"  # a failed trial's reason, as a user attribute
 # A trial whose worker stops beating for this long (a killed machine) is marked FAIL by
 # the next worker, so `--trials` counts only live or finished trials.
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
-
-
-class TrialError(PipelineError):
-    """A trial that ran but cannot be scored; the message says why."""
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -49,6 +46,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=30,
                         help="run trials until the study holds this many (default 30)")
     parser.add_argument("--jobs", type=int, default=1, help="trials at once on this machine")
+    parser.add_argument("--timeout", type=float, default=None, metavar="MINUTES",
+                        help="start no trial after this many minutes (running ones finish)")
     parser.add_argument("--storage", default=None,
                         help=f"Optuna storage URL (default sqlite:///{paths.STUDY_DB})")
     parser.add_argument("--study", default=None, help="study name (default: tune.yaml's)")
@@ -58,6 +57,8 @@ def parse_arguments() -> argparse.Namespace:
     for option in ("trials", "jobs"):
         if getattr(arguments, option) < 1:
             parser.error(f"--{option} must be at least 1")
+    if arguments.timeout is not None and not arguments.timeout > 0:
+        parser.error("--timeout must be a number of minutes above 0")
     return arguments
 
 
@@ -70,9 +71,10 @@ def storage(url: str | None) -> optuna.storages.RDBStorage:
                                           grace_period=GRACE_SECONDS)
 
 
-# Trials that count towards --trials: all but those enqueued and not yet started.
-COUNTED = tuple(state for state in optuna.trial.TrialState
-                if state != optuna.trial.TrialState.WAITING)
+# Trials that count towards --trials: running, completed or pruned. Failed ones do not, so
+# a study that failed (a file not committed, say) runs its trials once that is fixed.
+COUNTED = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE,
+           optuna.trial.TrialState.PRUNED)
 
 
 def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
@@ -91,32 +93,6 @@ def sampler(seed: int, held: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed + held)
 
 
-def objective(trial: optuna.Trial, space: SearchSpace, study: str) -> float:
-    """Run the trial's DVC experiment; return its validation free-running MSE."""
-    values = space.suggest(trial)
-    name = f"{study}-{trial.number}"
-    trial.set_user_attr("experiment", name)
-    log.info("trial %d (experiment %s) starts: %s", trial.number, name,
-             ", ".join(f"{key}={value}" for key, value in values.items()))
-    started = time.monotonic()
-    try:
-        experiment.run(name, values, paths.TUNE_LOGS_DIR / f"{name}.log",
-                       env={tracking.STUDY_ENV: study, tracking.TRIAL_ENV: str(trial.number)})
-        found = experiment.metrics(name, (OBJECTIVE, REPORTED))
-        validation = found[OBJECTIVE]
-        trial.set_user_attr(REPORTED, found[REPORTED])
-        if not math.isfinite(validation):
-            raise TrialError(f"validation free-running MSE is {validation} (training "
-                              f"diverged: lower train.learning_rate?)")
-    except PipelineError as err:
-        trial.set_user_attr(FAILURE_ATTR, str(err))
-        log.warning("trial %d failed after %.0f s: %s", trial.number,
-                    time.monotonic() - started, err)
-        raise TrialError(str(err)) from err
-    trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
-    return validation
-
-
 def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Log a finished trial's scores against the best so far."""
     if trial.state != optuna.trial.TrialState.COMPLETE:
@@ -132,12 +108,14 @@ def summary(study: optuna.Study) -> None:
     """Log the best trial and how to use it."""
     states = [trial.state.name for trial in study.trials]
     counts = ", ".join(f"{states.count(state)} {state.lower()}" for state in sorted(set(states)))
-    log.info("study %s: %d trials (%s)", study.study_name, len(states), counts)
+    log.info("study %s: %d trials (%s)%s", study.study_name, len(states), counts,
+             training_share(study.trials))
     try:
         best = study.best_trial
     except ValueError:
-        log.warning("no trial of study %s completed", study.study_name)
-        return
+        raise PipelineError(f"no trial of study {study.study_name} completed; each failed "
+                            f"trial's reason is above and in its log under "
+                            f"{paths.TUNE_LOGS_DIR}") from None
     log.info("best: trial %d, experiment %s: validation free-running MSE %.3g, test %.3g; "
              "%s", best.number, best.user_attrs["experiment"], best.value,
              best.user_attrs[REPORTED],
@@ -146,6 +124,16 @@ def summary(study: optuna.Study) -> None:
         f"{number}: {value:.3g}" for number, value in improvements(study.trials)))
     log.info("apply it with `dvc exp apply %s`; its model: `python -m pipeline.champion`",
              best.user_attrs["experiment"])
+
+
+def training_share(trials: list[optuna.trial.FrozenTrial]) -> str:
+    """Return, for the log, the share of the trials' time that went to training."""
+    timed = [trial for trial in trials if trial.user_attrs.get(tracking.FIT_SECONDS) is not None]
+    total = sum(trial.user_attrs["seconds"] for trial in timed)
+    if not total:
+        return ""
+    fitting = sum(trial.user_attrs[tracking.FIT_SECONDS] for trial in timed)
+    return f"; {100 * fitting / total:.0f}% of their {total:.0f} s trained the models"
 
 
 def improvements(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, float]]:
@@ -159,23 +147,47 @@ def improvements(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, floa
     return found
 
 
+def require_committed(params: Params) -> None:
+    """Refuse a study whose trials would not see the series: each trial is a DVC
+    experiment, run from the last commit plus changes to files git tracks, so a CSV
+    (or its .dvc file) that is not committed is missing there."""
+    if params.generate.source != "csv":
+        return
+    path = params.generate.csv.path
+    for candidate in (f"{path}.dvc", path):
+        found = subprocess.run(["git", "cat-file", "-e", f"HEAD:{candidate}"],
+                               capture_output=True, check=False)
+        if found.returncode == 0:
+            return
+    raise PipelineError(f"{path} is not committed, so no trial would find it: commit it "
+                        f"first (`dvc add {path} && git add {path}.dvc && git commit -m "
+                        f"data`); trials run on the last commit")
+
+
 def main() -> None:
     """Create or join the study and run trials until it holds --trials of them."""
     arguments = parse_arguments()
-    space = load_space(arguments.space, load_params())
+    params = load_params()
+    space = load_space(arguments.space, params)
+    require_committed(params)
     name = arguments.study or space.study
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # this module logs each trial
+    experiment_id = store.experiment_id(params.tracking.experiment)
     rdb = storage(arguments.storage)
     held = held_trials(rdb, name)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
-                                sampler=sampler(space.seed, held), load_if_exists=True)
+                                sampler=sampler(space.seed, held),
+                                pruner=space.pruner.build(), load_if_exists=True)
     to_run = arguments.trials - held
-    log.info("study %s: %d trials so far, running %d (%d at a time)", name, held,
-             max(to_run, 0), arguments.jobs)
+    log.info("study %s: %d trials so far, running %d (%d at a time)%s", name, held,
+             max(to_run, 0), arguments.jobs,
+             f" for at most {arguments.timeout:g} minutes" if arguments.timeout else "")
     if to_run > 0:
         # Enqueued trials (Optuna's enqueue_trial) are run first, with their params.
-        study.optimize(partial(objective, space=space, study=name), n_trials=to_run,
-                       n_jobs=arguments.jobs, catch=(TrialError,),
+        study.optimize(partial(objective, space=space, study=name,
+                               experiment_id=experiment_id),
+                       n_trials=to_run, n_jobs=arguments.jobs, catch=(TrialError,),
+                       timeout=arguments.timeout * 60 if arguments.timeout else None,
                        callbacks=[optuna.study.MaxTrialsCallback(arguments.trials, COUNTED),
                                   report])
     summary(study)

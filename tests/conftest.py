@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import json
 import os
 import re
 import shutil
@@ -170,6 +171,14 @@ def listening(command: list[str], url: str, what: str, *, cwd: Path | None = Non
             yield
         finally:
             _stop_group(process)
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` as JSON; return the JSON answer."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
 
 
 def _stop_group(process: subprocess.Popen) -> None:

@@ -1,19 +1,31 @@
 """`generate.source: csv`: the user's own series, checked, and the whole pipeline on it."""
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
-from conftest import run, tabled_test_windows, with_overrides, write_params
+from conftest import (
+    ROOT,
+    free_port,
+    listening,
+    post,
+    run,
+    tabled_test_windows,
+    with_overrides,
+    write_params,
+)
 
+from pipeline.data import ARRAY_NAMES
 from pipeline.errors import InputError
-from pipeline.files import dvc_md5
-from pipeline.paths import RUN, TEST_SERIES, TRAIN_SERIES
+from pipeline.files import dvc_md5, read_arrays
+from pipeline.paths import RUN, TEST_SERIES, TRAIN_SERIES, WINDOWS
 from pipeline.stages import generate
 
 OWN = Path("data", "own", "series.csv")
@@ -182,3 +194,54 @@ def check_served_in_the_users_units(repo: Path) -> None:
     run_params = mlflow.get_run(record["run_id"]).data.params
     assert run_params["generate.csv.missing"] == "interpolate"
     assert run_params["generate.csv.input"] == "['u', 'v']"
+
+
+def readme_commands(heading: str) -> list[str]:
+    """Return the commands of README's first bash block under `heading`, each whole."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def load_series(rows: int = 600) -> pd.DataFrame:
+    """Return an hourly load (hundreds) driven by temperature, with humidity, and gaps."""
+    time = np.arange(rows, dtype=float)
+    temperature = 15 + 8 * np.sin(2 * np.pi * time / 24)
+    table = pd.DataFrame({"time": time, "temperature": temperature,
+                          "humidity": 60 + 10 * np.cos(2 * np.pi * time / 24),
+                          "load": 300 + 6 * temperature + np.sin(time / 5)})
+    return table.assign(humidity=table["humidity"].where(table.index != 40),
+                        load=table["load"].where(table.index != 77))
+
+
+@pytest.mark.slow
+def test_your_series_from_csv_to_served_champion_as_readme_says(
+        repo: Path, tmp_path: Path) -> None:
+    dvc = [sys.executable, "-m", "dvc"]
+    run([*dvc, "repro"], repo)  # an earlier sin→cos model in the same store and registry
+    sin_cos = dvc_md5(repo / WINDOWS)
+    (repo / "data" / "mine.csv").write_text(load_series().to_csv(index=False), "utf-8")
+    for command in readme_commands("## Your own series"):
+        run(["bash", "-c", command], repo)
+    mine = dvc_md5(repo / WINDOWS)
+    assert mine != sin_cos
+    study = optuna.load_study(study_name="quick", storage=f"sqlite:///{repo / 'tune.db'}")
+    assert any(trial.state.name == "COMPLETE" for trial in study.trials)
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    crowned = client.get_model_version_by_alias("sin-cos-seq2seq", "champion")
+    assert client.get_run(crowned.run_id).data.tags["pipeline.windows"] == mine
+    # Served, the champion takes the user's windows: 8 steps of (temperature, humidity),
+    # and answers in the load's units.
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+               "models:/sin-cos-seq2seq@champion", "--env-manager", "local", "-h",
+               "127.0.0.1", "-p", str(port)]
+    window = read_arrays(repo / WINDOWS, ARRAY_NAMES)["test.input"][:8]  # (steps, 2)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    with listening(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve",
+                   cwd=tmp_path, env=env, timeout=120):
+        answer = post(f"http://127.0.0.1:{port}/invocations", {"inputs": [window.tolist()]})
+    predicted = np.asarray(answer["predictions"])
+    assert predicted.shape == (1, 8, 1)
+    assert np.all((predicted > 200) & (predicted < 500))

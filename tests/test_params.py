@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import default_params, with_overrides
 
 from pipeline.data import split_sizes, window_count
@@ -157,6 +158,20 @@ def test_yaml_tags_that_would_build_python_objects_are_refused(tmp_path: Path) -
     path.write_text("train: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+def test_numbers_in_exponent_form_are_numbers_as_dvc_writes_them(tmp_path: Path) -> None:
+    # `dvc exp run -S train.learning_rate=0.000001` writes 1e-06, which PyYAML alone reads
+    # as text; a learning rate written by hand as 1e-4 is the same case.
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump(default_params(), sort_keys=False)
+    path.write_text(text.replace("learning_rate: 0.001", "learning_rate: 1e-06"),
+                    encoding="utf-8")
+    assert load_params(path).train.learning_rate == 1e-6
+    path.write_text(text.replace("learning_rate: 0.001", "learning_rate: '1e-4'"),
+                    encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"train\.learning_rate = '1e-4' is invalid"):
+        load_params(path)  # quoted, it is text, as YAML says
 
 
 def test_a_csv_source_leaves_length_checks_to_generate() -> None:

@@ -12,11 +12,15 @@ from pipeline.errors import PipelineError
 NAME = "sin-cos-seq2seq"
 
 
-def tracked_run(experiment: str, mse: float | None, test_mse: float = 1.0) -> str:
-    """Open and end a run in `experiment`, logging validation.free_run_mse if given (and a
-    test.free_run_mse); return its id."""
+WINDOWS = "0123abcd"  # a windows.npz hash
+
+
+def tracked_run(experiment: str, mse: float | None, test_mse: float = 1.0,
+                tags: dict[str, str] | None = None) -> str:
+    """Open and end a run in `experiment` trained on WINDOWS (unless `tags` say other),
+    logging validation.free_run_mse if given (and a test.free_run_mse); return its id."""
     mlflow.set_experiment(experiment)
-    with mlflow.start_run() as opened:
+    with mlflow.start_run(tags={registry.WINDOWS_TAG: WINDOWS, **(tags or {})}) as opened:
         if mse is not None:
             mlflow.log_metrics({registry.RANKING_METRIC: mse, registry.REPORTED_METRIC: test_mse})
     return opened.info.run_id
@@ -39,11 +43,26 @@ def test_the_best_version_is_the_lowest_validation_mse_among_this_experiments_ve
     register(tracked_run("mine", None))  # registered, never evaluated
     register(tracked_run("someone else's", 0.001))  # another experiment
     experiment = mlflow.get_experiment_by_name("mine").experiment_id
-    chosen, metrics = registry.best_version(NAME, experiment)
+    chosen, metrics = registry.best_version(NAME, experiment, WINDOWS)
     assert str(chosen.version) == better
     assert (metrics[registry.RANKING_METRIC], metrics[registry.REPORTED_METRIC]) == (0.1, 0.3)
     registry.crown(NAME, chosen.version)
     assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == better
+
+
+def test_the_champion_answers_the_same_question_and_is_never_a_pruned_trial(
+        root: Path) -> None:
+    store.connect()
+    mine = register(tracked_run("mine", 0.5))
+    # Better on validation, but another series or window length (another input shape),
+    # or stopped early by a study's pruner: never chosen.
+    other = register(tracked_run("mine", 0.001, tags={registry.WINDOWS_TAG: "ffff0000"}))
+    register(tracked_run("mine", 0.01, tags={registry.PRUNED_TAG: "true"}))
+    experiment = mlflow.get_experiment_by_name("mine").experiment_id
+    assert str(registry.best_version(NAME, experiment, WINDOWS)[0].version) == mine
+    assert str(registry.best_version(NAME, experiment, "ffff0000")[0].version) == other
+    with pytest.raises(PipelineError, match="trained on these windows"):
+        registry.best_version(NAME, experiment, "no such windows")
 
 
 def test_tags_carry_the_metrics(root: Path) -> None:
@@ -58,8 +77,9 @@ def test_no_evaluated_version_and_a_missing_version_are_one_line_errors(root: Pa
     store.connect()
     register(tracked_run("mine", None))
     experiment = mlflow.get_experiment_by_name("mine").experiment_id
-    with pytest.raises(PipelineError, match=f"no version of registered model '{NAME}' has a "
+    with pytest.raises(PipelineError, match=f"no version of registered model '{NAME}' trained "
+                                            r"on these windows .* has a "
                                             r"validation\.free_run_mse"):
-        registry.best_version(NAME, experiment)
+        registry.best_version(NAME, experiment, WINDOWS)
     with pytest.raises(PipelineError, match=f"registered model '{NAME}' has no version '4'"):
         registry.named_version(NAME, "4")

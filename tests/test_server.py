@@ -4,17 +4,15 @@ its champion behind a REST endpoint (the real `mlflow models serve`)."""
 import json
 import os
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import mlflow.keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import free_port, listening, mlflow_server, run
+from conftest import free_port, listening, mlflow_server, post, run
 from mlflow.tracking import MlflowClient
 
 from pipeline.data import ARRAY_NAMES, split_windows
@@ -96,14 +94,6 @@ def test_pipeline_tracks_to_a_server_through_mlflow_tracking_uri(
                   str(steps)], elsewhere, env=on_server)
     assert loaded.stdout.splitlines()[-2:] == [f"(2, {steps}, 1)", "no-project-code"]
     check_rest_endpoint(repo, f"models:/{name}@champion", elsewhere, on_server)
-
-
-def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST `body` as JSON; return the JSON answer."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
 
 
 def check_rest_endpoint(repo: Path, model_uri: str, elsewhere: Path,

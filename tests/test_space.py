@@ -12,7 +12,7 @@ from conftest import ROOT
 from pipeline.errors import ParamsError
 from pipeline.experiment import failure_reason, set_param
 from pipeline.images import image_epochs
-from pipeline.params import load_params
+from pipeline.params import load_params, parse_params
 from pipeline.space import load_space, parse_space
 from pipeline.tune import improvements, sampler
 
@@ -122,3 +122,48 @@ def test_one_worker_with_the_same_seed_draws_the_same_trials() -> None:
 
     assert draws(0, 0) == draws(0, 0)
     assert draws(0, 0) != draws(0, 5)  # a worker joining a started study draws others
+
+
+def test_the_committed_pruner_is_optunas_median_pruner_with_its_own_keywords() -> None:
+    loaded = load_space(ROOT / "tune.yaml", load_params(ROOT / "params.yaml"))
+    pruner = loaded.pruner.build()
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (4, 20)
+    assert isinstance(parse_space(space({"model.units": 8}), load_params(ROOT / "params.yaml"),
+                                  Path("t")).pruner.build(), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize(("pruner", "message"), [
+    ({"name": "patient"}, r"t: pruner.name is invalid"),
+    ({"name": "median", "n_warmup_epochs": 3}, r"pruner median with \{'n_warmup_epochs': 3\} "
+                                               r"is invalid: .*unexpected keyword"),
+    ({"name": "successive_halving", "reduction_factor": 1},
+     r"pruner successive_halving with .* is invalid"),
+])
+def test_a_bad_pruner_is_one_line_before_any_trial(pruner: dict[str, Any],
+                                                   message: str) -> None:
+    with pytest.raises(ParamsError, match=message) as raised:
+        parse_space({**space({"model.units": 8}), "pruner": pruner},
+                    load_params(ROOT / "params.yaml"), Path("t"))
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("name", "csv"), [
+    ("tune-quick.yaml", None),
+    ("tune-co2.yaml", {"path": "docs/examples/co2.csv", "x": "week", "input": "co2",
+                       "target": "co2_in_52_weeks", "missing": "drop", "test_rows": 208}),
+    ("tune-sunspots.yaml", {"path": "docs/examples/sunspots.csv", "x": "year",
+                            "input": "sunspots", "target": "sunspots_in_11_years",
+                            "missing": "drop", "test_rows": 60}),
+])
+def test_the_documented_spaces_are_valid_for_their_series(name: str,
+                                                          csv: dict[str, Any] | None) -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    if csv:
+        raw["generate"]["source"] = "csv"
+        raw["generate"]["csv"].update(csv)
+    loaded = parse_space(yaml.safe_load((ROOT / "docs" / "examples" / name).read_text()),
+                         parse_params(raw), Path(name))
+    assert loaded.pruner.name == "median"
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    assert set(loaded.suggest(trial)) == set(loaded.space)

@@ -15,12 +15,15 @@ return the user's units (scaling, if on, is inside them).
 from pipeline.backend import keras
 
 import logging
+import os
+import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import logged, paths, resume, tracking
+from pipeline import logged, paths, registry, resume, tracking
 from pipeline.cli import run_stage
 from pipeline.data import (
     ARRAY_NAMES,
@@ -31,7 +34,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.files import atomic_path, read_arrays, write_json, write_table
+from pipeline.files import atomic_path, dvc_md5, read_arrays, write_json, write_table
 from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
@@ -42,7 +45,7 @@ from pipeline.model import (
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
-from pipeline.training import distribution, fit, steps_per_execution
+from pipeline.training import StopWhenAsked, distribution, fit, steps_per_execution
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +138,12 @@ def main() -> None:
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
         images = PredictionImages(arrays, params.train.epochs, params.train.prediction_images,
                                   done)
+        started = time.perf_counter()
         model, fitted, _ = train_model(params, arrays, [
             logged.EpochMetrics(done), EpochProgress(params.train.epochs), images,
-            resume.TrainingBackup(backup, params.train.backup_seconds,
-                                  mlflow.flush_async_logging)])
+            *stop_requests(), resume.TrainingBackup(backup, params.train.backup_seconds,
+                                                    mlflow.flush_async_logging)])
+        mlflow.log_metric(tracking.FIT_SECONDS, time.perf_counter() - started)
         history = logged_history(run_id)
         # The images' predictor shares the model's layers: building it again costs seconds.
         predictor = (fitted if fitted is not model
@@ -153,11 +158,18 @@ def main() -> None:
              last["val_loss"])
 
 
+def stop_requests() -> list[keras.callbacks.Callback]:
+    """Return the callback that ends training when a tuning study prunes this trial."""
+    stop_file = os.environ.get(tracking.STOP_ENV)
+    return [StopWhenAsked(Path(stop_file))] if stop_file else []
+
+
 def start_records(params: Params, arrays: dict[str, np.ndarray]) -> None:
     """Log a new run's params (with `used.<key>`: what each `auto` value stood for) and its
     three datasets."""
     tracking.log_params({**params.flat(paths.STAGES["train"].params),
                          **{f"used.{key}": value for key, value in params.resolved().items()}})
+    mlflow.set_tag(registry.WINDOWS_TAG, dvc_md5(paths.WINDOWS))  # what champion compares
     for name in SPLITS:
         logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
 

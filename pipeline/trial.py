@@ -1,0 +1,142 @@
+"""One trial of a tuning study: a DVC experiment, watched while it trains, pruned if hopeless.
+
+The trial's `train` logs `val_loss` to its MLflow run once per epoch, live. While the
+experiment runs, the study reads that curve from the run (found by its study and trial
+tags) and reports each new epoch to Optuna (`trial.report`); when the study's pruner says
+so (`trial.should_prune`), it asks `train` to stop by creating the trial's stop file,
+which `train` checks after each epoch (pipeline.training.StopWhenAsked). Training then
+ends cleanly, the experiment completes, and the trial ends PRUNED: a DVC experiment and
+an MLflow run tagged `pipeline.pruned`, with the epochs it trained. Optuna keeps the
+trial object in this process (optuna issue 2987), so the reports are made here.
+
+A trial records what the study needs to rank it, not every figure: it runs the pipeline
+up to `evaluate` with no prediction images (TRIAL_VALUES), unless the space sets them.
+"""
+
+import logging
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import optuna
+from mlflow.tracking import MlflowClient
+
+from pipeline import experiment, paths, store, tracking
+from pipeline.errors import PipelineError
+from pipeline.registry import PRUNED_TAG
+from pipeline.space import SearchSpace, Value
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE, REPORTED = "validation.free_run_mse", "test.free_run_mse"  # metrics.json keys
+FAILURE_ATTR = "failure"  # a failed trial's reason, as a user attribute
+POLL_SECONDS = 1.0  # how often the live curve is read (MLflow logs it once a second)
+# What a trial leaves out, unless the space sets it: the study ranks trials on metrics.
+TRIAL_VALUES: dict[str, Value] = {"train.prediction_images": 0}
+TRIAL_STAGES = ("evaluate",)  # no `plot`: `dvc exp apply` and `dvc repro` draw them
+
+
+class TrialError(PipelineError):
+    """A trial that ran but cannot be scored; the message says why."""
+
+
+class LiveCurve:
+    """The val_loss curve of a trial's MLflow run, read as it grows."""
+
+    def __init__(self, experiment_id: str, study: str, number: int) -> None:
+        self.client, self.experiment_id = MlflowClient(), experiment_id
+        self.filter = (f"tags.`{tracking.STUDY_TAGS[tracking.STUDY_ENV]}` = '{study}' and "
+                       f"tags.`{tracking.STUDY_TAGS[tracking.TRIAL_ENV]}` = '{number}'")
+        self.run_id: str | None = None
+        self.seen = -1  # the last epoch reported
+
+    def fit_seconds(self) -> float | None:
+        """Return how long `train` built and fitted the model, as its run records it."""
+        if self.run_id is None:
+            return None
+        return self.client.get_run(self.run_id).data.metrics.get(tracking.FIT_SECONDS)
+
+    def new_epochs(self) -> list[tuple[int, float]]:
+        """Return (epoch, val_loss) of the epochs logged since the last call."""
+        if self.run_id is None:
+            found = self.client.search_runs([self.experiment_id], self.filter, max_results=1)
+            if not found:
+                return []
+            self.run_id = found[0].info.run_id
+        history = self.client.get_metric_history(self.run_id, "val_loss")
+        fresh = sorted((metric.step, metric.value) for metric in history
+                       if metric.step > self.seen)
+        if fresh:
+            self.seen = fresh[-1][0]
+        return fresh
+
+
+def watch(process: subprocess.Popen, trial: optuna.Trial, curve: LiveCurve,
+          stop_file: Path) -> bool:
+    """Report the curve to Optuna while the experiment runs; ask `train` to stop once the
+    pruner says so. Return whether the trial was pruned."""
+    last = math.nan
+    while process.poll() is None:
+        time.sleep(POLL_SECONDS)
+        for epoch, last in curve.new_epochs():
+            trial.report(last, epoch)
+        if trial.should_prune():
+            stop_file.parent.mkdir(parents=True, exist_ok=True)
+            stop_file.touch()
+            log.info("trial %d is pruned after epoch %d (val_loss %.3g): stopping it",
+                     trial.number, curve.seen + 1, last)
+            return True
+    return False
+
+
+def objective(trial: optuna.Trial, space: SearchSpace, study: str,
+              experiment_id: str) -> float:
+    """Run the trial's DVC experiment, pruning it if hopeless; return its validation
+    free-running MSE."""
+    name = f"{study}-{trial.number}"
+    # The trial's name is one of its inputs: DVC's run-cache never hands a trial another
+    # trial's model (two trials of the same values, one of them pruned).
+    suggested = space.suggest(trial)
+    values = {**TRIAL_VALUES, **suggested, "tracking.trial": name}
+    trial.set_user_attr("experiment", name)
+    log.info("trial %d (experiment %s) starts: %s", trial.number, name,
+             ", ".join(f"{key}={value}" for key, value in suggested.items()))
+    started, curve = time.monotonic(), LiveCurve(experiment_id, study, trial.number)
+    stop_file = store.project_root() / paths.STOP_REQUESTS_DIR / name
+    env = {tracking.STUDY_ENV: study, tracking.TRIAL_ENV: str(trial.number),
+           tracking.STOP_ENV: str(stop_file)}
+    try:
+        with experiment.running(name, values, paths.TUNE_LOGS_DIR / f"{name}.log", env,
+                                TRIAL_STAGES) as process:
+            pruned = watch(process, trial, curve, stop_file)
+        found = experiment.metrics(name, (OBJECTIVE, REPORTED))
+    except PipelineError as err:
+        trial.set_user_attr(FAILURE_ATTR, str(err))
+        log.warning("trial %d failed after %.0f s: %s", trial.number,
+                    time.monotonic() - started, err)
+        raise TrialError(str(err)) from err
+    finally:
+        stop_file.unlink(missing_ok=True)
+    trial.set_user_attr(REPORTED, found[REPORTED])
+    trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
+    trial.set_user_attr(tracking.FIT_SECONDS, curve.fit_seconds())
+    if pruned:
+        prune(trial, curve, found[OBJECTIVE])
+    if not math.isfinite(found[OBJECTIVE]):
+        trial.set_user_attr(FAILURE_ATTR, "diverged")
+        raise TrialError(f"validation free-running MSE is {found[OBJECTIVE]} (training "
+                         f"diverged: lower train.learning_rate?)")
+    return found[OBJECTIVE]
+
+
+def prune(trial: optuna.Trial, curve: LiveCurve, validation: float) -> NoReturn:
+    """Tag a stopped trial's run as pruned, note the epochs it trained; end it PRUNED."""
+    epochs = len(curve.client.get_metric_history(curve.run_id, "loss"))
+    curve.client.set_tag(curve.run_id, PRUNED_TAG, "true")
+    trial.set_user_attr("epochs", epochs)
+    trial.set_user_attr(OBJECTIVE, validation)
+    log.info("trial %d pruned: trained %d epochs, %.0f s", trial.number, epochs,
+             trial.user_attrs["seconds"])
+    raise optuna.TrialPruned(f"pruned after {epochs} epochs")
