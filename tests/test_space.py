@@ -1,6 +1,7 @@
 """The tuning study's parts that need no DVC run: the search space, the -S arguments, the
 reason a failed experiment gives, and the epochs whose prediction figure is logged."""
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from pipeline.errors import ParamsError
+from pipeline.errors import ParamsError, PipelineError
 from pipeline.experiment import failure_reason, set_param
 from pipeline.images import image_epochs
 from pipeline.params import load_params, parse_params
 from pipeline.space import load_space, parse_space
-from pipeline.tune import improvements, sampler
+from pipeline.tune import improvements, require_committed, sampler
 
 
 def space(entries: dict[str, Any]) -> dict[str, Any]:
@@ -167,3 +168,25 @@ def test_the_documented_spaces_are_valid_for_their_series(name: str,
     assert loaded.pruner.name == "median"
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     assert set(loaded.suggest(trial)) == set(loaded.space)
+
+
+def test_a_study_on_a_csv_that_is_not_committed_is_refused_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["generate"]["source"] = "csv"
+    raw["generate"]["csv"]["path"] = "data/mine.csv"
+    params = parse_params(raw)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.csv.dvc").write_text("outs:\n- path: mine.csv\n")
+    subprocess.run([*git, "add", "data/mine.csv.dvc"], check=True)  # staged, not committed
+    with pytest.raises(PipelineError) as refused:
+        require_committed(params)
+    assert str(refused.value).startswith("data/mine.csv is not committed, so no trial would "
+                                         "find it: commit it first (`dvc add data/mine.csv && "
+                                         "git add data/mine.csv.dvc && git commit")
+    subprocess.run([*git, "commit", "-qm", "my series"], check=True)
+    require_committed(params)  # committed: the study may start
+    require_committed(parse_params(yaml.safe_load((ROOT / "params.yaml").read_text())))
