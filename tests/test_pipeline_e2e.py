@@ -21,6 +21,7 @@ from conftest import (
 )
 from mlflow.tracking import MlflowClient
 
+from pipeline.files import dvc_md5
 from pipeline.images import image_epochs
 from pipeline.params import parse_params
 from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
@@ -80,6 +81,12 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
     expected = {key: str(list(v) if isinstance(v, tuple) else v)
                 for key, v in parse_params(params).flat().items()}
     assert expected.items() <= tracked.data.params.items()
+    # What each `auto` stood for: the tutorial's choices, for the sampled functions.
+    assert {key: tracked.data.params[f"used.{key}"] for key in (
+        "model.scaling", "model.residual", "train.decoding", "train.early_stopping_patience")
+    } == {"model.scaling": "none", "model.residual": "none",
+          "train.decoding": "teacher_forcing", "train.early_stopping_patience": "0"}
+    assert tracked.data.tags["pipeline.windows"] == dvc_md5(repo / "data/windows/windows.npz")
     assert tracked.data.tags["git.dirty"] in {"true", "false"}
     assert len(tracked.data.tags["git.commit"]) == 40
     assert tracked.data.tags["tensorflow.version"]
