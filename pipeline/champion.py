@@ -3,10 +3,10 @@
     python -m pipeline.champion              # lowest validation.free_run_mse, see below
     python -m pipeline.champion --version 3  # this version
 
-The best is chosen among the versions that answer the workspace's question: trained on
-the same windows (data/windows/windows.npz: the same series, window length and splits,
-so their validation MSEs compare and they take the same input), in the experiment,
-pruned tuning trials aside.
+The best is chosen among the versions that answer params.yaml's question: trained on the
+same data (the same sampled functions, or the same CSV file and settings, and the same
+validation share: their validation MSEs compare and they take the same input columns),
+in the experiment, pruned tuning trials aside.
 
 Then `mlflow.pyfunc.load_model("models:/<tracking.registered_model>@champion")` and
 `mlflow models serve -m models:/<tracking.registered_model>@champion` use it. The store is
@@ -18,10 +18,9 @@ import logging
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, registry, store
+from pipeline import registry, store
 from pipeline.cli import run_stage
 from pipeline.errors import PipelineError
-from pipeline.files import dvc_md5
 from pipeline.params import load_params
 
 log = logging.getLogger(__name__)
@@ -33,15 +32,6 @@ def parse_arguments() -> argparse.Namespace:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--version", help="crown this version instead of the best one")
     return parser.parse_args()
-
-
-def workspace_windows() -> str:
-    """Return the DVC hash of the workspace's windows, the question a champion answers."""
-    if not paths.WINDOWS.exists():
-        raise PipelineError(f"{paths.WINDOWS} is missing: run `dvc repro` (or `dvc exp "
-                            f"apply` an experiment) so the champion answers for its data, "
-                            f"or name one with --version")
-    return dvc_md5(paths.WINDOWS)
 
 
 def main() -> None:
@@ -59,13 +49,14 @@ def main() -> None:
             raise PipelineError(f"MLflow experiment {experiment!r} is not in the store "
                                 f"{store.shown(store.tracking_uri())}; run `dvc repro` first")
         chosen, metrics = registry.best_version(name, found.experiment_id,
-                                                workspace_windows())
+                                                registry.data_digest(params))
         why = (f"{registry.RANKING_METRIC} {metrics[registry.RANKING_METRIC]:.3g}, the lowest "
                f"in {experiment!r}; {registry.REPORTED_METRIC} "
                f"{metrics.get(registry.REPORTED_METRIC, float('nan')):.3g}")
     registry.crown(name, chosen.version)
-    log.info("models:/%s@%s is version %s (run %s, %s)", name, registry.CHAMPION,
-             chosen.version, chosen.run_id, why)
+    steps = MlflowClient().get_run(chosen.run_id).data.params.get("window.steps", "?")
+    log.info("models:/%s@%s is version %s (run %s, %s); it takes windows of %s steps",
+             name, registry.CHAMPION, chosen.version, chosen.run_id, why, steps)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,19 @@ metrics, and `python -m pipeline.champion` moves the `champion` alias, the name 
 load and serve: `models:/<registered model>@champion`.
 """
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import PipelineError
+from pipeline.files import dvc_md5
+from pipeline.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +26,9 @@ CHAMPION = "champion"
 # it, never used to choose, so it stays an honest estimate of the champion's error.
 RANKING_METRIC = "validation.free_run_mse"
 REPORTED_METRIC = "test.free_run_mse"
-# A training run's windows (the DVC hash of windows.npz: series, window length, splits):
-# only models of the same windows answer the same question on the same validation split.
-WINDOWS_TAG = "pipeline.windows"
+# A training run's data (see `data_digest`): only models of the same data answer the same
+# question, take the same inputs and score on the same validation stretch.
+DATA_TAG = "pipeline.data"
 PRUNED_TAG = "pipeline.pruned"  # a tuning trial stopped early: never a champion
 
 
@@ -42,23 +47,36 @@ def _versions_by_run(client: MlflowClient, name: str) -> dict[str, ModelVersion]
             for version in client.search_model_versions(f"name = '{name}'")}
 
 
+def data_digest(params: Params) -> str:
+    """Return a digest of what decides a model's data: the sampled functions' settings, or
+    the CSV's settings and content (its DVC hash), and the validation share. The window
+    length is left out: a study may vary it, and ranks its trials across it."""
+    generate = params.generate
+    if generate.source == "csv":
+        what = {"csv": generate.csv.model_dump(), "md5": dvc_md5(Path(generate.csv.path))}
+    else:
+        what = generate.model_dump(exclude={"csv"})
+    what["validation_fraction"] = params.window.validation_fraction
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def best_version(name: str, experiment_id: str,
-                 windows: str) -> tuple[ModelVersion, dict[str, float]]:
+                 data: str) -> tuple[ModelVersion, dict[str, float]]:
     """Return the version of `name` whose run in the experiment has the lowest
-    validation.free_run_mse among models trained on `windows` (WINDOWS_TAG) and not
-    pruned, and that run's metrics."""
+    validation.free_run_mse among models trained on `data` (DATA_TAG) and not pruned,
+    and that run's metrics."""
     client = MlflowClient()
     versions = _versions_by_run(client, name)
     ranked = client.search_runs([experiment_id], f"metrics.`{RANKING_METRIC}` >= 0 and "
-                                f"tags.`{WINDOWS_TAG}` = '{windows}'", max_results=50000,
+                                f"tags.`{DATA_TAG}` = '{data}'", max_results=50000,
                                 order_by=[f"metrics.`{RANKING_METRIC}` ASC",
                                           "attributes.start_time DESC"])
     for run in ranked:
         if run.info.run_id in versions and run.data.tags.get(PRUNED_TAG) != "true":
             return versions[run.info.run_id], run.data.metrics
-    raise PipelineError(f"no version of registered model {name!r} trained on these windows "
-                        f"(data/windows/windows.npz) has a {RANKING_METRIC} in this "
-                        f"experiment, pruned trials aside; run `dvc repro` first")
+    raise PipelineError(f"no version of registered model {name!r} trained on the data "
+                        f"params.yaml names has a {RANKING_METRIC} in this experiment, "
+                        f"pruned trials aside; run `dvc repro` first")
 
 
 def named_version(name: str, version: str) -> ModelVersion:

@@ -21,10 +21,10 @@ from conftest import (
 )
 from mlflow.tracking import MlflowClient
 
-from pipeline.files import dvc_md5
 from pipeline.images import image_epochs
 from pipeline.params import parse_params
 from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
+from pipeline.registry import data_digest
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def check_run(repo: Path, tracked: Any, params: dict[str, Any], metrics: dict[st
         "model.scaling", "model.residual", "train.decoding", "train.early_stopping_patience")
     } == {"model.scaling": "none", "model.residual": "none",
           "train.decoding": "teacher_forcing", "train.early_stopping_patience": "0"}
-    assert tracked.data.tags["pipeline.windows"] == dvc_md5(repo / "data/windows/windows.npz")
+    assert tracked.data.tags["pipeline.data"] == data_digest(parse_params(params))
     assert tracked.data.tags["git.dirty"] in {"true", "false"}
     assert len(tracked.data.tags["git.commit"]) == 40
     assert tracked.data.tags["tensorflow.version"]

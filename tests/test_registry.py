@@ -1,26 +1,29 @@
 """The registry logic on a real SQLite store: tags, the best version, a named version."""
 
+import copy
 from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import default_params, with_overrides
 from mlflow.tracking import MlflowClient
 
 from pipeline import registry, store
 from pipeline.errors import PipelineError
+from pipeline.params import parse_params
 
 NAME = "sin-cos-seq2seq"
 
 
-WINDOWS = "0123abcd"  # a windows.npz hash
+DATA = "0123abcd"  # a data digest
 
 
 def tracked_run(experiment: str, mse: float | None, test_mse: float = 1.0,
                 tags: dict[str, str] | None = None) -> str:
-    """Open and end a run in `experiment` trained on WINDOWS (unless `tags` say other),
+    """Open and end a run in `experiment` trained on DATA (unless `tags` say other),
     logging validation.free_run_mse if given (and a test.free_run_mse); return its id."""
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(tags={registry.WINDOWS_TAG: WINDOWS, **(tags or {})}) as opened:
+    with mlflow.start_run(tags={registry.DATA_TAG: DATA, **(tags or {})}) as opened:
         if mse is not None:
             mlflow.log_metrics({registry.RANKING_METRIC: mse, registry.REPORTED_METRIC: test_mse})
     return opened.info.run_id
@@ -43,7 +46,7 @@ def test_the_best_version_is_the_lowest_validation_mse_among_this_experiments_ve
     register(tracked_run("mine", None))  # registered, never evaluated
     register(tracked_run("someone else's", 0.001))  # another experiment
     experiment = mlflow.get_experiment_by_name("mine").experiment_id
-    chosen, metrics = registry.best_version(NAME, experiment, WINDOWS)
+    chosen, metrics = registry.best_version(NAME, experiment, DATA)
     assert str(chosen.version) == better
     assert (metrics[registry.RANKING_METRIC], metrics[registry.REPORTED_METRIC]) == (0.1, 0.3)
     registry.crown(NAME, chosen.version)
@@ -54,15 +57,15 @@ def test_the_champion_answers_the_same_question_and_is_never_a_pruned_trial(
         root: Path) -> None:
     store.connect()
     mine = register(tracked_run("mine", 0.5))
-    # Better on validation, but another series or window length (another input shape),
-    # or stopped early by a study's pruner: never chosen.
-    other = register(tracked_run("mine", 0.001, tags={registry.WINDOWS_TAG: "ffff0000"}))
+    # Better on validation, but on another series (another question, other inputs), or
+    # stopped early by a study's pruner: never chosen.
+    other = register(tracked_run("mine", 0.001, tags={registry.DATA_TAG: "ffff0000"}))
     register(tracked_run("mine", 0.01, tags={registry.PRUNED_TAG: "true"}))
     experiment = mlflow.get_experiment_by_name("mine").experiment_id
-    assert str(registry.best_version(NAME, experiment, WINDOWS)[0].version) == mine
+    assert str(registry.best_version(NAME, experiment, DATA)[0].version) == mine
     assert str(registry.best_version(NAME, experiment, "ffff0000")[0].version) == other
-    with pytest.raises(PipelineError, match="trained on these windows"):
-        registry.best_version(NAME, experiment, "no such windows")
+    with pytest.raises(PipelineError, match=r"trained on the data params\.yaml names"):
+        registry.best_version(NAME, experiment, "no such data")
 
 
 def test_tags_carry_the_metrics(root: Path) -> None:
@@ -78,8 +81,29 @@ def test_no_evaluated_version_and_a_missing_version_are_one_line_errors(root: Pa
     register(tracked_run("mine", None))
     experiment = mlflow.get_experiment_by_name("mine").experiment_id
     with pytest.raises(PipelineError, match=f"no version of registered model '{NAME}' trained "
-                                            r"on these windows .* has a "
+                                            r"on the data params.yaml names has a "
                                             r"validation\.free_run_mse"):
-        registry.best_version(NAME, experiment, WINDOWS)
+        registry.best_version(NAME, experiment, DATA)
     with pytest.raises(PipelineError, match=f"registered model '{NAME}' has no version '4'"):
         registry.named_version(NAME, "4")
+
+
+def test_the_data_digest_follows_the_series_not_the_window_length(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = default_params()
+    functions = registry.data_digest(parse_params(raw))
+    longer = with_overrides(raw, {"window": {"steps": 20}})
+    assert registry.data_digest(parse_params(longer)) == functions  # a study may vary it
+    moved = with_overrides(raw, {"generate": {"x_stop_pi": 4.0}})
+    assert registry.data_digest(parse_params(moved)) != functions
+    unused = copy.deepcopy(raw)
+    unused["generate"]["csv"]["target"] = "other"  # the CSV settings, unused here
+    assert registry.data_digest(parse_params(unused)) == functions
+    own = with_overrides(raw, {"generate": {"source": "csv"}})
+    own["generate"]["csv"]["path"] = "mine.csv"
+    (tmp_path / "mine.csv").write_text("t,u,y\n0,1,2\n", encoding="utf-8")
+    mine = registry.data_digest(parse_params(own))
+    assert mine != functions
+    (tmp_path / "mine.csv").write_text("t,u,y\n0,1,3\n", encoding="utf-8")  # an edit
+    assert registry.data_digest(parse_params(own)) != mine

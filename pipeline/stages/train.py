@@ -34,7 +34,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.files import atomic_path, dvc_md5, read_arrays, write_json, write_table
+from pipeline.files import atomic_path, read_arrays, write_json, write_table
 from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
@@ -169,7 +169,7 @@ def start_records(params: Params, arrays: dict[str, np.ndarray]) -> None:
     three datasets."""
     tracking.log_params({**params.flat(paths.STAGES["train"].params),
                          **{f"used.{key}": value for key, value in params.resolved().items()}})
-    mlflow.set_tag(registry.WINDOWS_TAG, dvc_md5(paths.WINDOWS))  # what champion compares
+    mlflow.set_tag(registry.DATA_TAG, registry.data_digest(params))  # what champion compares
     for name in SPLITS:
         logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
 
