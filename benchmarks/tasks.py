@@ -101,7 +101,7 @@ def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
                                      split_window_count(arrays, "train"), batch_size))
     params = TrainParams(epochs=epochs, batch_size=batch_size, learning_rate=0.001, seed=seed,
                          devices=1, backup_seconds=10, prediction_images=0,
-                         early_stopping_patience=0)
+                         early_stopping_patience=0, loss="mse", decoding="teacher_forcing")
     timer, start = _epoch_timer(), time.perf_counter()
     history = fit(model, train, validation, params, [timer])
     seconds = time.perf_counter() - start

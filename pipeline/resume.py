@@ -6,11 +6,11 @@ keyed by a digest of everything training depends on (its params, the windows, th
 package's code, the store) and by the DVC experiment's name: a changed param, code or
 data never resumes a stale backup, and parallel experiments never share one. Beside
 Keras' files it holds the MLflow run the training logs to, so a resumed training
-continues that run, and the optimizer's and EarlyStopping's state, which Keras' backup
-leaves out.
+continues that run, and a TensorFlow checkpoint of what Keras' backup leaves out: the
+optimizer's and EarlyStopping's state.
 """
 
-from pipeline.backend import keras
+from pipeline.backend import keras, tf
 
 import hashlib
 import json
@@ -20,8 +20,6 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from pipeline import paths, store
 from pipeline.files import dvc_md5
@@ -71,25 +69,25 @@ def remove(folder: Path) -> None:
 
 class TrainingBackup(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, saving at the end of an epoch at most every `seconds`
-    (0: every epoch), with EarlyStopping's state.
+    (0: every epoch), with the optimizer's state and `stopping`'s.
 
     Each backup first waits for MLflow's queued metrics (so the run holds every epoch the
-    backup has), then writes what Keras' backup leaves out (the optimizer's variables and
-    EarlyStopping's state) for that epoch, then Keras' weights and epoch. On restore, fit
-    starts at the backed-up epoch, Adam goes on with its moments and step count, and
-    EarlyStopping gets back its best val_loss, its best weights and how long it has
-    waited, as if never stopped.
+    backup has), then checkpoints with `tf.train.Checkpoint` what Keras' backup leaves out
+    (the optimizer's variables, EarlyStopping's wait, best, best epoch and best weights)
+    for that epoch, then Keras' weights and epoch. On restore, fit starts at the backed-up
+    epoch, Adam goes on with its moments and step count, and EarlyStopping as if never
+    stopped.
     """
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
+                 stopping: keras.callbacks.EarlyStopping | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         # Two states kept: a kill while one is written leaves the other to restore.
         super().__init__(backup_dir=str(folder / "keras"), save_freq="epoch",
                          double_checkpoint=True)
         self.folder, self.seconds, self.flush, self.clock = folder, seconds, flush, clock
-        # The EarlyStopping whose state is backed up too; pipeline.training.fit sets it.
-        self.stopping: keras.callbacks.EarlyStopping | None = None
-        self.last_saved = self.started_at = None
+        self.stopping = stopping
+        self.last_saved = self.started_at = self.states = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         initial = self.model.get_weights()
@@ -100,15 +98,15 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
                         "first epoch", self.folder, " ".join(str(err).split()))
             shutil.rmtree(self.backup_dir, ignore_errors=True)
             self.model.set_weights(initial)
+        self.states = _ExtraState(self.model, self.stopping, self.folder / "state")
         self.last_saved = self.clock()
         self.started_at = None
-        self.saved: list[int] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.started_at is None:  # the first epoch of this fit: where it resumed
             self.started_at = epoch
             if epoch:
-                restored = self._restore_state(epoch)
+                restored = self.states.restore(epoch)
                 log.info("resuming training from its backup: epoch %d (%s restored)",
                          epoch + 1, ", ".join(["weights", *restored]))
 
@@ -116,50 +114,57 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if self.clock() - self.last_saved < self.seconds:
             return
         self.flush()
-        self._save_state(epoch + 1)
+        self.states.save(epoch + 1)
         super().on_epoch_end(epoch, logs)
-        self.saved = [*self.saved[-1:], epoch + 1]  # Keras keeps this state and the one before
-        for old in self.folder.glob("state-*"):
-            if int(old.name.split("-")[1].split(".")[0]) not in self.saved:
-                old.unlink(missing_ok=True)
         self.last_saved = self.clock()
 
-    def _state_files(self, epoch: int) -> tuple[Path, Path]:
-        return self.folder / f"state-{epoch}.json", self.folder / f"state-{epoch}.npz"
 
-    def _save_state(self, epoch: int) -> None:
-        """Write what Keras' backup leaves out, as it stands after `epoch` epochs: the
-        optimizer's variables (Adam's moments and step count) and EarlyStopping's state."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        scalars, arrays = self._state_files(epoch)
-        held = {f"optimizer_{i}": np.asarray(variable.numpy())
-                for i, variable in enumerate(self.model.optimizer.variables)}
-        stopping = {}
+class _ExtraState:
+    """What Keras' backup leaves out, as `tf.train.Checkpoint`s numbered by epoch in
+    `folder`, the last two kept (as Keras keeps its own two states)."""
+
+    def __init__(self, model: keras.Model, stopping: keras.callbacks.EarlyStopping | None,
+                 folder: Path) -> None:
+        self.stopping = stopping
+        parts: dict = {"optimizer": model.optimizer}
+        if stopping is not None:
+            # EarlyStopping's (wait, best epoch, has best weights), best and best weights.
+            self.counts = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)
+            self.best = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            self.weights = [tf.Variable(tf.zeros_like(weights), trainable=False)
+                            for weights in model.get_weights()]
+            parts |= {"counts": self.counts, "best": self.best, "weights": self.weights}
+        self.checkpoint = tf.train.Checkpoint(**parts)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(folder), max_to_keep=2)
+
+    def save(self, epoch: int) -> None:
+        """Checkpoint the state as it stands after `epoch` epochs."""
         if self.stopping is not None:
-            stopping = {"wait": self.stopping.wait, "best": float(self.stopping.best),
-                        "best_epoch": self.stopping.best_epoch}
-            held |= {f"best_{i}": weights
-                     for i, weights in enumerate(self.stopping.best_weights or [])}
-        np.savez(arrays, **held)
-        scalars.write_text(json.dumps({"early_stopping": stopping}))
+            best_weights = self.stopping.best_weights
+            self.counts.assign([self.stopping.wait, self.stopping.best_epoch,
+                                best_weights is not None])
+            self.best.assign(float(self.stopping.best))
+            for variable, weights in zip(self.weights, best_weights or (), strict=False):
+                variable.assign(weights)
+        self.manager.save(checkpoint_number=epoch)
 
-    def _restore_state(self, epoch: int) -> list[str]:
+    def restore(self, epoch: int) -> list[str]:
         """Give the optimizer and EarlyStopping back their state after `epoch` epochs;
-        return what was restored."""
-        scalars, arrays = self._state_files(epoch)
-        if not (scalars.exists() and arrays.exists()):
+        return what was restored (nothing if that epoch's checkpoint is missing)."""
+        path = f"{self.manager.directory}/ckpt-{epoch}"
+        if not tf.io.gfile.exists(f"{path}.index"):
             return []
-        restored, stopping = [], json.loads(scalars.read_text())["early_stopping"]
-        with np.load(arrays) as held:
-            variables = self.model.optimizer.variables
-            if sum(key.startswith("optimizer_") for key in held) == len(variables):
-                for i, variable in enumerate(variables):
-                    variable.assign(held[f"optimizer_{i}"])
-                restored.append("optimizer")
-            best = [held[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in held))]
-        if self.stopping is not None and stopping:
-            self.stopping.wait, self.stopping.best = stopping["wait"], stopping["best"]
-            self.stopping.best_epoch = stopping["best_epoch"]
-            self.stopping.best_weights = best or None
-            restored.append("early stopping")
-        return restored
+        try:
+            self.checkpoint.read(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError) as err:
+            log.warning("the optimizer's backup %s cannot be read (%s); it starts afresh",
+                        path, " ".join(str(err).split())[:200])
+            return []
+        if self.stopping is None:
+            return ["optimizer"]
+        wait, best_epoch, has_weights = (int(count) for count in self.counts.numpy())
+        self.stopping.wait, self.stopping.best_epoch = wait, best_epoch
+        self.stopping.best = float(self.best.numpy())
+        self.stopping.best_weights = ([variable.numpy() for variable in self.weights]
+                                      if has_weights else None)
+        return ["optimizer", "early stopping"]

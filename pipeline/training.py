@@ -18,17 +18,11 @@ from pipeline.data import Stretch
 from pipeline.errors import ParamsError
 from pipeline.model import ENCODER_IN
 from pipeline.params import TrainParams
-from pipeline.resume import TrainingBackup
 
 log = logging.getLogger(__name__)
 
 # Batches per call into the compiled train step: fewer Python round trips per epoch.
 MAX_STEPS_PER_EXECUTION = 32
-# tf.data's shuffle buffer holds each window index as a tensor, about 190 bytes apiece
-# (1.7 GB and 9 s to fill at 9 million windows, measured). Past this many windows each
-# epoch's order is a seeded permutation of the indices instead, 8 bytes apiece; up to it
-# the order stays tf.data's, so the published runs on the seed's series are unchanged.
-BUFFERED_SHUFFLE_LIMIT = 1_000_000
 # A split whose windows hold at most this many values (inputs, decoder inputs and target:
 # 12 MB of float32) is cut once and kept in memory: an epoch of the seed's few batches
 # then costs 10 ms instead of 30-50 ms, most of which went to starting the streaming
@@ -37,32 +31,43 @@ BUFFERED_SHUFFLE_LIMIT = 1_000_000
 IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 
-def shuffled_starts(count: int, seed: int) -> tf.data.Dataset:
-    """Return window indices 0..count-1 in a new seeded order each pass (epoch)."""
-    if count <= BUFFERED_SHUFFLE_LIMIT:
-        return tf.data.Dataset.range(count).shuffle(count, seed=seed,
-                                                     reshuffle_each_iteration=True)
-    passes = tf.Variable(-1, dtype=tf.int64, trainable=False)  # the pass being drawn
+class EpochOrder(keras.callbacks.Callback):
+    """Each epoch's order of the training windows, a function of the seed and the epoch
+    alone: a stateless shuffle seeded with (seed, epoch), the epoch set here before `fit`
+    draws its first batch. A training resumed at epoch N draws epoch N's order, as the
+    uninterrupted one did, so both end with the same weights (tests/test_resume.py).
+    Only indices are shuffled: 8 bytes a window, whatever the series' length."""
 
-    @tf.autograph.experimental.do_not_convert
-    def permutation(_: tf.Tensor) -> tf.Tensor:
-        pass_seed = tf.stack([tf.constant(seed, tf.int64), passes.assign_add(1)])
-        return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
-                                                        seed=pass_seed)
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = seed
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    return tf.data.Dataset.range(1).map(permutation).unbatch()
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Draw this epoch's order."""
+        self.epoch.assign(epoch)
+
+    def starts(self, count: int) -> tf.data.Dataset:
+        """Return window indices 0..count-1 in the current epoch's order."""
+
+        @tf.autograph.experimental.do_not_convert
+        def permutation(_: tf.Tensor) -> tf.Tensor:
+            seed = tf.stack([tf.constant(self.seed, tf.int64), self.epoch.read_value()])
+            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
+                                                            seed=seed)
+
+        return (tf.data.Dataset.range(1).map(permutation).unbatch()
+                .apply(tf.data.experimental.assert_cardinality(count)))
 
 
 def window_dataset(stretch: Stretch, steps: int, batch_size: int,
-                   shuffle_seed: int | None = None) -> tf.data.Dataset:
+                   order: EpochOrder | None = None) -> tf.data.Dataset:
     """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch of
-    series by window index, reshuffled each epoch if seeded.
+    series by window index, in `order` if given, else in series order.
 
     Memory stays O(points): only indices are shuffled, and each batch gathers its windows
     when it is needed. A split of at most IN_MEMORY_WINDOW_VALUES values is cut once and
-    kept. Up to BUFFERED_SHUFFLE_LIMIT windows the order and values equal shuffling
-    materialised windows with the same seed (tested), so training is what it was when
-    windows were arrays.
+    kept; its batches are the same either way (tested).
     """
     inputs, target = tf.constant(stretch[0]), tf.constant(stretch[1])  # (points, k), (points,)
     offsets = tf.range(steps, dtype=tf.int64)
@@ -74,16 +79,18 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
         decoder_in = tf.concat([tf.zeros_like(window_target[:, :1]), window_target[:, :-1]], 1)
         return (tf.gather(inputs, index), decoder_in), window_target
 
-    count = len(stretch[1]) - steps + 1
+    count, pick = len(stretch[1]) - steps + 1, cut
     if count * steps * (inputs.shape[1] + 2) <= IN_MEMORY_WINDOW_VALUES:
-        windows = tf.data.Dataset.from_tensor_slices(cut(tf.range(count, dtype=tf.int64)))
-        if shuffle_seed is not None:
-            windows = windows.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=True)
-        return windows.batch(batch_size)
-    starts = tf.data.Dataset.range(count) if shuffle_seed is None else shuffled_starts(
-        count, shuffle_seed)
+        windows = cut(tf.range(count, dtype=tf.int64))
+        if order is None:
+            return tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
+
+        def pick(starts: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+            return tf.nest.map_structure(lambda kept: tf.gather(kept, starts), windows)
+
+    starts = tf.data.Dataset.range(count) if order is None else order.starts(count)
     return (starts.batch(batch_size)
-            .map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -115,30 +122,31 @@ def without_graph_rewrites() -> Iterator[None]:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
 
 
+def early_stopping(params: TrainParams) -> keras.callbacks.EarlyStopping | None:
+    """Return Keras' EarlyStopping for `early_stopping_patience` (keeping the best-val_loss
+    weights), or None for 0."""
+    patience = params.early_stopping_patience
+    return keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True
+                                         ) if patience else None
+
+
 def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainParams,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
-    """Train `model` in place with Keras' `fit`; return its History.
+    """Train `model` in place with Keras' `fit` and `callbacks`, in their order; return
+    its History.
 
-    As the seed: Adam on shuffled mini-batches, validation loss after each epoch. With
-    `early_stopping_patience`, Keras' EarlyStopping ends training and keeps the
-    best-val_loss weights. A TrainingBackup among `callbacks` (pipeline.resume) runs after
-    the others and backs up the EarlyStopping's state too.
+    As the seed: Adam on shuffled mini-batches (each epoch's order from the seed and the
+    epoch: EpochOrder), validation loss after each epoch. Early stopping is a callback
+    like any other (`early_stopping`).
     """
-    stopping = keras.callbacks.EarlyStopping(patience=params.early_stopping_patience,
-                                             restore_best_weights=True
-                                             ) if params.early_stopping_patience else None
-    backups = [callback for callback in callbacks if isinstance(callback, TrainingBackup)]
-    for backup in backups:
-        backup.stopping = stopping
-    others = [callback for callback in callbacks if callback not in backups]
+    order = EpochOrder(params.seed)
     steps = model.get_layer(ENCODER_IN).output.shape[1]
     with without_graph_rewrites():
         return model.fit(model_inputs(model, window_dataset(train, steps, params.batch_size,
-                                                            shuffle_seed=params.seed)),
+                                                            order)),
                          validation_data=model_inputs(model, window_dataset(
                              validation, steps, params.batch_size)),
-                         epochs=params.epochs,
-                         callbacks=[*([stopping] if stopping else []), *others, *backups],
+                         epochs=params.epochs, callbacks=[order, *callbacks],
                          shuffle=False, verbose=0)  # the dataset shuffles itself
 
 

@@ -149,13 +149,11 @@ def test_a_sigkilled_training_resumes_in_its_run(repo: Path, tiny_params: dict) 
     assert not backup.exists()  # removed after success
     assert [r.info.status for r in all_runs(repo)] == ["FINISHED"]
 
-    # Its quality is that of an uninterrupted training of the same params.
-    resumed_mse = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
+    # It ends where an uninterrupted training of the same params ends: each epoch's order
+    # is the seed's and the epoch's, and the backup holds every other state.
+    resumed_metrics = json.loads((repo / METRICS).read_text())
     run([*DVC, "repro", "-f", "evaluate"], repo)
-    uninterrupted = json.loads((repo / METRICS).read_text())["test"]["free_run_mse"]
-    # Epochs after the kill see the shuffle orders of the first epochs again (docs/design.md),
-    # so the two differ: 34 % apart in one CI run (kill at epoch 16), hence the tolerance.
-    assert resumed_mse == pytest.approx(uninterrupted, rel=0.5), resuming
+    assert json.loads((repo / METRICS).read_text()) == resumed_metrics, resuming
 
 
 def closed_port() -> int:

@@ -6,7 +6,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import default_params
 
 from pipeline import training
@@ -23,7 +22,7 @@ from pipeline.model import (
     load_model,
 )
 from pipeline.params import CELLS, TrainParams
-from pipeline.training import fit, window_dataset
+from pipeline.training import EpochOrder, early_stopping, fit, window_dataset
 
 STEPS, UNITS = 6, 5
 
@@ -163,8 +162,8 @@ def test_early_stopping_stops_and_keeps_the_best_val_loss_weights() -> None:
     keras.utils.set_random_seed(1)
     # A learning rate far too high makes val_loss worse soon: training must stop early.
     model = build_training_model(STEPS, UNITS, 1.0)
-    history = fit(model, stretch(12, 0), stretch(4, 1),
-                  train_params(epochs=60, early_stopping_patience=2))
+    params = train_params(epochs=60, early_stopping_patience=2)
+    history = fit(model, stretch(12, 0), stretch(4, 1), params, [early_stopping(params)])
     val_loss = history.history["val_loss"]
     assert len(val_loss) < 60
     kept = model.evaluate(window_dataset(stretch(4, 1), STEPS, 4), verbose=0)
@@ -217,43 +216,39 @@ def test_streamed_windows_equal_the_arrays_of_every_split(split: str, windows_ke
                                   expected["target"])
 
 
-def test_the_seeded_shuffle_is_that_of_the_materialised_windows(windows_kept: str) -> None:
+def epoch_targets(arrays: dict[str, np.ndarray], seed: int, epochs: list[int]
+                  ) -> list[np.ndarray]:
+    """Return the training targets in the order each of `epochs` draws them."""
+    order = EpochOrder(seed)
+    dataset = window_dataset(split_stretch(arrays, "train"), STEPS, 4, order)
+    drawn = []
+    for epoch in epochs:
+        order.on_epoch_begin(epoch)
+        drawn.append(np.concatenate([target.numpy() for _, target in dataset]))
+    return drawn
+
+
+def test_each_epoch_draws_every_window_once_in_an_order_of_the_seed_and_epoch(
+        windows_kept: str) -> None:
     arrays = small_arrays()
-    windows = split_windows(arrays, "train")
-    keras.utils.set_random_seed(3)
-    materialised = tf.data.Dataset.from_tensor_slices(
-        ((windows["encoder_in"], windows["decoder_in"]), windows["target"])).shuffle(
-        len(windows["target"]), seed=9, reshuffle_each_iteration=True).batch(4)
-    keras.utils.set_random_seed(3)
-    streamed = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=9)
-    for _ in range(2):  # two epochs: reshuffled alike
-        for (old_inputs, old_target), (new_inputs, new_target) in zip(
-                materialised, streamed, strict=True):
-            np.testing.assert_array_equal(old_inputs[0].numpy(), new_inputs[0].numpy())
-            np.testing.assert_array_equal(old_target.numpy(), new_target.numpy())
-
-
-def test_past_the_buffer_limit_each_epoch_is_a_seeded_permutation_of_all_windows(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    arrays = small_arrays()
-    windows = split_windows(arrays, "train")
-    count = len(windows["target"])
-    monkeypatch.setattr(training, "BUFFERED_SHUFFLE_LIMIT", count - 1)  # a "long" series
-    monkeypatch.setattr(training, "IN_MEMORY_WINDOW_VALUES", 0)
-
-    def epochs(seed: int) -> list[np.ndarray]:
-        dataset = window_dataset(split_stretch(arrays, "train"), STEPS, 4, shuffle_seed=seed)
-        return [np.concatenate([target.numpy() for _, target in dataset]) for _ in range(3)]
-
-    first, again = epochs(9), epochs(9)
-    for drawn, redrawn in zip(first, again, strict=True):
-        np.testing.assert_array_equal(drawn, redrawn)  # deterministic for a seed
-        # Every window exactly once, each epoch, with its own values.
-        order = [int(np.flatnonzero((windows["target"] == window).all(axis=(1, 2)))[0])
+    windows = split_windows(arrays, "train")["target"]
+    first = epoch_targets(arrays, 9, [0, 1, 2])
+    for drawn in first:  # every window exactly once, with its own values
+        order = [int(np.flatnonzero((windows == window).all(axis=(1, 2)))[0])
                  for window in drawn]
-        assert sorted(order) == list(range(count))
+        assert sorted(order) == list(range(len(windows)))
+    # The epoch alone decides: a training resumed at epoch 2 draws what epoch 2 drew.
+    np.testing.assert_array_equal(epoch_targets(arrays, 9, [2])[0], first[2])
     assert not np.array_equal(first[0], first[1])  # reshuffled each epoch
-    assert not np.array_equal(first[0], epochs(10)[0])  # and by the seed
+    assert not np.array_equal(first[0], epoch_targets(arrays, 10, [0])[0])  # and by seed
+
+
+def test_kept_and_streamed_windows_are_drawn_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    arrays = small_arrays()
+    kept = epoch_targets(arrays, 9, [0, 1])
+    monkeypatch.setattr(training, "IN_MEMORY_WINDOW_VALUES", 0)
+    for streamed, in_memory in zip(epoch_targets(arrays, 9, [0, 1]), kept, strict=True):
+        np.testing.assert_array_equal(streamed, in_memory)
 
 
 def test_the_compiled_call_traces_once_for_every_batch_size(model: keras.Model) -> None:

@@ -6,13 +6,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import default_params, with_overrides
 from test_model import STEPS, UNITS, stretch, train_params
 
 from pipeline import paths, resume
 from pipeline.model import build_training_model
 from pipeline.params import parse_params
-from pipeline.training import fit
+from pipeline.training import early_stopping, fit
 
 
 class KilledError(Exception):
@@ -34,7 +35,7 @@ class Watch(keras.callbacks.Callback):
     def state(self) -> tuple:
         """Return the weights and EarlyStopping's (wait, best, best_epoch, best_weights),
         and the optimizer's variables (Adam's step count and moments)."""
-        stopping = self.backup.stopping  # fit hands the backup its EarlyStopping
+        stopping = self.backup.stopping
         return (self.model.get_weights(), stopping.wait, stopping.best, stopping.best_epoch,
                 stopping.best_weights,
                 [np.asarray(v.numpy()) for v in self.model.optimizer.variables])
@@ -58,17 +59,20 @@ def train(folder: Path, kill_at: int | None = None, backup_seconds: float = 0.0,
           epoch_seconds: float = 0.0) -> Watch:
     """Fit a seeded model, backed up in `folder`; return what it watched."""
     clock = [0.0]
-    backup = resume.TrainingBackup(folder, backup_seconds, clock=lambda: clock[0])
+    params = train_params(epochs=60, early_stopping_patience=20)
+    stopping = early_stopping(params)
+    backup = resume.TrainingBackup(folder, backup_seconds, stopping=stopping,
+                                   clock=lambda: clock[0])
     watch = Watch(backup, kill_at, clock, epoch_seconds)
     keras.utils.set_random_seed(1)
     # A learning rate far too high: val_loss soon stops improving and EarlyStopping waits.
     model = build_training_model(STEPS, UNITS, 1.0)
-    params = train_params(epochs=60, early_stopping_patience=20)
-    training = fit(model, stretch(12, 0), stretch(4, 1), params, [watch, backup]
+    callbacks = [stopping, watch, backup]
+    training = fit(model, stretch(12, 0), stretch(4, 1), params, callbacks
                    ) if kill_at is None else None
     if kill_at is not None:
         with pytest.raises(KilledError):
-            fit(model, stretch(12, 0), stretch(4, 1), params, [watch, backup])
+            fit(model, stretch(12, 0), stretch(4, 1), params, callbacks)
     assert training is None or training.epoch[0] == watch.first_epoch
     return watch
 
@@ -88,19 +92,25 @@ def assert_same(first: object, second: object) -> None:
 def test_a_killed_fit_resumes_after_its_last_epoch_with_early_stopping_as_it_was(
         tmp_path: Path) -> None:
     uninterrupted = train(tmp_path / "uninterrupted")
-    killed = train(tmp_path, kill_at=12)
-    _, wait, _, _, best_weights, optimizer = killed.after[11]
+    # Killed after an epoch where EarlyStopping has a state worth keeping: it is waiting.
+    kill_at = 1 + min(epoch for epoch, state in uninterrupted.after.items()
+                      if epoch >= 5 and state[1] > 0)
+    killed = train(tmp_path, kill_at=kill_at)
+    _, wait, _, _, best_weights, optimizer = killed.after[kill_at - 1]
     assert optimizer[0] > 0  # Adam's step count: it has a state worth keeping too
-    assert wait > 0 and best_weights is not None  # EarlyStopping has a state worth keeping
+    assert wait > 0 and best_weights is not None
     resumed = train(tmp_path)
-    assert resumed.first_epoch == 12  # the twelve completed epochs are not trained again
-    assert_same(resumed.start, killed.after[11])
-    # EarlyStopping ends the resumed training where it ends the uninterrupted one.
+    assert resumed.first_epoch == kill_at  # the completed epochs are not trained again
+    assert_same(resumed.start, killed.after[kill_at - 1])
+    # EarlyStopping ends the resumed training where it ends the uninterrupted one, and
+    # the two end with the same weights, exactly: each epoch drew the same windows.
     assert max(resumed.after) == max(uninterrupted.after) < 59
+    assert_same(resumed.after[max(resumed.after)], uninterrupted.after[max(resumed.after)])
     # The states of the last two backups are kept, as Keras keeps its own.
     last = max(resumed.after) + 1
-    assert sorted(path.name for path in tmp_path.glob("state-*")) == sorted(
-        f"state-{epoch}.{ext}" for epoch in (last - 1, last) for ext in ("json", "npz"))
+    assert tf.train.CheckpointManager(tf.train.Checkpoint(), str(tmp_path / "state"),
+                                      max_to_keep=2).checkpoints == [
+        str(tmp_path / "state" / f"ckpt-{epoch}") for epoch in (last - 1, last)]
 
 
 def test_a_backup_damaged_by_the_kill_falls_back_to_the_one_before(tmp_path: Path) -> None:

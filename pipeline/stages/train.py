@@ -45,7 +45,13 @@ from pipeline.model import (
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
-from pipeline.training import StopWhenAsked, distribution, fit, steps_per_execution
+from pipeline.training import (
+    StopWhenAsked,
+    distribution,
+    early_stopping,
+    fit,
+    steps_per_execution,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +144,14 @@ def main() -> None:
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
         images = PredictionImages(arrays, params.train.epochs, params.train.prediction_images,
                                   done)
+        stopping = early_stopping(params.used().train)
         started = time.perf_counter()
         model, fitted, _ = train_model(params, arrays, [
-            logged.EpochMetrics(done), EpochProgress(params.train.epochs), images,
-            *stop_requests(), resume.TrainingBackup(backup, params.train.backup_seconds,
-                                                    mlflow.flush_async_logging)])
+            *([stopping] if stopping else []), logged.EpochMetrics(done),
+            EpochProgress(params.train.epochs), images, *stop_requests(),
+            # Last: it backs up the state the others have left after each epoch.
+            resume.TrainingBackup(backup, params.train.backup_seconds,
+                                  mlflow.flush_async_logging, stopping)])
         mlflow.log_metric(tracking.FIT_SECONDS, time.perf_counter() - started)
         history = logged_history(run_id)
         # The images' predictor shares the model's layers: building it again costs seconds.
