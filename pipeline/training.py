@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipeline.data import Stretch
 from pipeline.errors import ParamsError
@@ -33,31 +34,38 @@ IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 class EpochOrder(keras.callbacks.Callback):
     """Each epoch's order of the training windows, a function of the seed and the epoch
-    alone: a stateless shuffle seeded with (seed, epoch), the epoch set here before `fit`
-    draws its first batch. A training resumed at epoch N draws epoch N's order, as the
-    uninterrupted one did, so both end with the same weights (tests/test_resume.py).
+    alone: a stateless shuffle seeded with (seed, epoch). `fit` reads the epochs from one
+    endless dataset (one iterator for the whole training, so no pipeline restarts each
+    epoch), numbered from the first epoch this fit trains, which this callback learns
+    before the first batch is drawn. A training resumed at epoch N draws epoch N's order,
+    as the uninterrupted one did, so both end with the same weights (tests/test_resume.py).
     Only indices are shuffled: 8 bytes a window, whatever the series' length."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()
         self.seed = seed
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.first = tf.Variable(-1, dtype=tf.int64, trainable=False)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        """Draw this epoch's order."""
-        self.epoch.assign(epoch)
+        """Note the first epoch this fit trains."""
+        if self.first.numpy() < 0:
+            self.first.assign(epoch)
 
-    def starts(self, count: int) -> tf.data.Dataset:
-        """Return window indices 0..count-1 in the current epoch's order."""
+    def batches(self, items: Any, batch_size: int) -> tf.data.Dataset:
+        """Return the batches of `items` (a tensor or a structure of tensors, first axis
+        the window) epoch after epoch, without end, each epoch in its own order."""
+        count = tf.shape(tf.nest.flatten(items)[0], out_type=tf.int64)[0]
 
-        @tf.autograph.experimental.do_not_convert
-        def permutation(_: tf.Tensor) -> tf.Tensor:
-            seed = tf.stack([tf.constant(self.seed, tf.int64), self.epoch.read_value()])
-            return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
-                                                            seed=seed)
+        def epoch_batches(index: tf.Tensor) -> tf.data.Dataset:
+            # Under a distribution strategy Keras draws one batch before the first epoch
+            # begins, for its shapes only, then starts a new iterator: epoch 0's order.
+            first = tf.maximum(self.first.read_value(), 0)
+            seed = tf.stack([tf.constant(self.seed, tf.int64), index + first])
+            order = tf.random.experimental.stateless_shuffle(tf.range(count), seed)
+            return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(
+                lambda kept: tf.gather(kept, order), items)).batch(batch_size)
 
-        return (tf.data.Dataset.range(1).map(permutation).unbatch()
-                .apply(tf.data.experimental.assert_cardinality(count)))
+        return tf.data.Dataset.range(2**62).flat_map(epoch_batches)
 
 
 def window_dataset(stretch: Stretch, steps: int, batch_size: int,
@@ -79,19 +87,16 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
         decoder_in = tf.concat([tf.zeros_like(window_target[:, :1]), window_target[:, :-1]], 1)
         return (tf.gather(inputs, index), decoder_in), window_target
 
-    count, pick = len(stretch[1]) - steps + 1, cut
-    if count * steps * (inputs.shape[1] + 2) <= IN_MEMORY_WINDOW_VALUES:
-        windows = cut(tf.range(count, dtype=tf.int64))
-        if order is None:
-            return tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
-
-        def pick(starts: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
-            return tf.nest.map_structure(lambda kept: tf.gather(kept, starts), windows)
-
-    starts = tf.data.Dataset.range(count) if order is None else order.starts(count)
-    return (starts.batch(batch_size)
-            .map(pick, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
+    count = len(stretch[1]) - steps + 1
+    if count * steps * (inputs.shape[1] + 2) > IN_MEMORY_WINDOW_VALUES:
+        starts = (tf.data.Dataset.range(count).batch(batch_size) if order is None
+                  else order.batches(tf.range(count, dtype=tf.int64), batch_size))
+        return (starts.map(cut, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .prefetch(tf.data.AUTOTUNE))
+    windows = cut(tf.range(count, dtype=tf.int64))
+    if order is None:
+        return tf.data.Dataset.from_tensor_slices(windows).batch(batch_size)
+    return order.batches(windows, batch_size)
 
 
 def model_inputs(model: keras.Model, windows: tf.data.Dataset) -> tf.data.Dataset:
@@ -144,6 +149,8 @@ def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainPa
     with without_graph_rewrites():
         return model.fit(model_inputs(model, window_dataset(train, steps, params.batch_size,
                                                             order)),
+                         steps_per_epoch=math.ceil((len(train[1]) - steps + 1)
+                                                   / params.batch_size),
                          validation_data=model_inputs(model, window_dataset(
                              validation, steps, params.batch_size)),
                          epochs=params.epochs, callbacks=[order, *callbacks],

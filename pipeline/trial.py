@@ -23,7 +23,7 @@ from typing import NoReturn
 import optuna
 from mlflow.tracking import MlflowClient
 
-from pipeline import experiment, paths, store, tracking
+from pipeline import experiment, paths, provenance, store, tracking
 from pipeline.errors import PipelineError
 from pipeline.registry import PRUNED_TAG
 from pipeline.space import SearchSpace, Value
@@ -47,8 +47,8 @@ class LiveCurve:
 
     def __init__(self, experiment_id: str, study: str, number: int) -> None:
         self.client, self.experiment_id = MlflowClient(), experiment_id
-        self.filter = (f"tags.`{tracking.STUDY_TAGS[tracking.STUDY_ENV]}` = '{study}' and "
-                       f"tags.`{tracking.STUDY_TAGS[tracking.TRIAL_ENV]}` = '{number}'")
+        self.filter = (f"tags.`{provenance.STUDY_TAGS[provenance.STUDY_ENV]}` = '{study}' and "
+                       f"tags.`{provenance.STUDY_TAGS[provenance.TRIAL_ENV]}` = '{number}'")
         self.run_id: str | None = None
         self.seen = -1  # the last epoch reported
 
@@ -105,8 +105,8 @@ def objective(trial: optuna.Trial, space: SearchSpace, study: str,
              ", ".join(f"{key}={value}" for key, value in suggested.items()))
     started, curve = time.monotonic(), LiveCurve(experiment_id, study, trial.number)
     stop_file = store.project_root() / paths.STOP_REQUESTS_DIR / name
-    env = {tracking.STUDY_ENV: study, tracking.TRIAL_ENV: str(trial.number),
-           tracking.STOP_ENV: str(stop_file)}
+    env = {provenance.STUDY_ENV: study, provenance.TRIAL_ENV: str(trial.number),
+           provenance.STOP_ENV: str(stop_file)}
     try:
         with experiment.running(name, values, paths.TUNE_LOGS_DIR / f"{name}.log", env,
                                 TRIAL_STAGES) as process:

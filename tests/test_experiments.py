@@ -18,7 +18,7 @@ from conftest import mlflow_server, run
 from mlflow.tracking import MlflowClient
 
 from pipeline.paths import RUN
-from pipeline.tracking import MODEL_RUN_TAG
+from pipeline.runs import MODEL_RUN_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import paths, registry, tracking
+from pipeline import paths, registry, runs, tracking
 from pipeline.cli import run_stage
 from pipeline.data import (
     ARRAY_NAMES,
@@ -35,6 +35,7 @@ from pipeline.metrics import BASELINES, NAIVE_NAMES, SplitScores
 from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params
 from pipeline.progress import WorkProgress
+from pipeline.run_record import RunRecord
 from pipeline.training import window_dataset
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,13 @@ def predictions(free_run: Call, arrays: Arrays, params: Params) -> pd.DataFrame:
 def main() -> None:
     """Evaluate the saved models; write metrics.json and predictions.csv."""
     params = load_params()
-    name, version = tracking.recorded_version()
+    record = RunRecord.read()
     arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
     # Each model traced once, for every batch size: the predictor serves both the
     # metrics and the table.
     free_run = compiled_call(load_model(paths.PREDICTOR))
     teacher_forced = compiled_call(load_model(paths.MODEL))
-    with tracking.results_run(params.flat()):
+    with runs.opened(runs.choose("evaluate", params.tracking.experiment), params.flat()):
         tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
         metrics = score(free_run, teacher_forced, arrays, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
@@ -102,7 +103,7 @@ def main() -> None:
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
         mlflow.log_metrics(flat)
-        registry.tag_version(name, version, flat)
+        registry.tag_version(record.registered_model, record.model_version, flat)
     for split in SPLITS:
         log.info("%s", summary(split, metrics[split]))
     warn_if_beaten(metrics["validation"])

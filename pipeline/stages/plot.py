@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline import paths, tracking
+from pipeline import paths, runs, tracking
 from pipeline.cli import run_stage
 from pipeline.errors import InputError
 from pipeline.figures import loss_figure, predictions_figure, series_figure
@@ -52,7 +52,7 @@ def main() -> None:
     drawn = draw(read_series(paths.TRAIN_SERIES),
                  read_table(paths.HISTORY, HISTORY_COLUMNS),
                  read_table(paths.PREDICTIONS, PREDICTION_COLUMNS), params.plot.start_points)
-    with tracking.results_run(params.flat()):
+    with runs.opened(runs.choose("plot", params.tracking.experiment), params.flat()):
         tracking.log_params(params.flat(paths.STAGES["plot"].params))
         for path, figure in drawn.items():
             with atomic_path(path) as tmp:

@@ -23,7 +23,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import logged, paths, registry, resume, tracking
+from pipeline import logged, paths, provenance, registry, resume, runs, tracking
 from pipeline.cli import run_stage
 from pipeline.data import (
     ARRAY_NAMES,
@@ -34,7 +34,7 @@ from pipeline.data import (
     split_window_count,
     split_windows,
 )
-from pipeline.files import atomic_path, read_arrays, write_json, write_table
+from pipeline.files import atomic_path, read_arrays, write_table
 from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
@@ -45,6 +45,7 @@ from pipeline.model import (
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
+from pipeline.run_record import RunRecord
 from pipeline.training import (
     StopWhenAsked,
     distribution,
@@ -132,13 +133,13 @@ def main() -> None:
     keras.config.disable_interactive_logging()  # no progress bars in DVC's log...
     logging.getLogger("absl").setLevel(logging.WARNING)  # ...nor from MLflow's predict()
     backup = resume.backup_folder(params)
-    resumed = resume.recorded_run(backup)
-    with tracking.training_run(params.tracking.experiment, resumed) as run:
+    choice = runs.choose("train", params.tracking.experiment, resume.recorded_run(backup))
+    resumed = choice.kind == "resumed"
+    if not resumed:  # nothing to resume, or its run is gone: the backup is stale
+        resume.remove(backup)
+    with runs.opened(choice) as run:
         run_id = run.info.run_id
-        if resumed and resumed[0] != run_id:  # its run is gone: the backup is stale
-            resume.remove(backup)
-            resumed = None
-        resume.record_run(backup, run_id, resumed[1] + 1 if resumed else 0)
+        resume.record_run(backup, run_id, choice.resumes)
         if not resumed:
             start_records(params, arrays)
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
@@ -158,9 +159,9 @@ def main() -> None:
         predictor = (fitted if fitted is not model
                      else images.predictor or build_predictor(model))
         save(model, predictor, history)
-        record = log_models(model, predictor, arrays, params.tracking.registered_model)
-        write_json({"run_id": run_id, "experiment_id": run.info.experiment_id, **record},
-                   paths.RUN)
+        RunRecord(run_id, run.info.experiment_id,
+                  **log_models(model, predictor, arrays, params.tracking.registered_model)
+                  ).write()
     resume.remove(backup)
     last = history.iloc[-1]
     log.info("trained %d epochs: loss %.3g, val_loss %.3g", len(history), last["loss"],
@@ -169,7 +170,7 @@ def main() -> None:
 
 def stop_requests() -> list[keras.callbacks.Callback]:
     """Return the callback that ends training when a tuning study prunes this trial."""
-    stop_file = os.environ.get(tracking.STOP_ENV)
+    stop_file = os.environ.get(provenance.STOP_ENV)
     return [StopWhenAsked(Path(stop_file))] if stop_file else []
 
 
