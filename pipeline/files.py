@@ -1,4 +1,4 @@
-"""Reading and writing the stages' files: arrays (.npz), JSON and CSV tables.
+"""Reading and writing the stages' files: arrays (.npz), JSON and CSV tables; YAML read.
 
 Writes are atomic (a temporary file beside the target, renamed over it on success), so a
 killed stage never leaves a half-written output for DVC to record. Reads turn any damage
@@ -8,6 +8,7 @@ into an `InputError` that names the file.
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import pyarrow.csv
+import yaml
 
 from pipeline.data import input_columns
-from pipeline.errors import InputError
+from pipeline.errors import InputError, ParamsError
 
 
 @contextmanager
@@ -138,3 +140,28 @@ def dvc_md5(path: Path) -> str:
     """Return the hash DVC 3 records for a file in dvc.lock: the MD5 of its bytes."""
     with require(path).open("rb") as handle:
         return hashlib.file_digest(handle, "md5").hexdigest()
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does (and DVC writes them): PyYAML
+    alone takes `1e-06` or `1e5` for text, so `dvc exp run -S train.learning_rate=1e-6`
+    or a hand-written `1e-4` would fail as "not a number"."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def read_yaml(path: Path) -> Any:
+    """Return a YAML file's content (safe YAML only), or fail in one line naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from err
+    try:
+        return yaml.load(text, Loader=YamlLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from err

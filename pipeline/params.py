@@ -6,16 +6,16 @@ costs the user seconds, not a training run. Each constrained field's `descriptio
 the "allowed" text of its message.
 """
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.data import SIGNALS, split_sizes, window_count
 from pipeline.errors import ParamsError
+from pipeline.files import read_yaml
+from pipeline.params_errors import one_line
 from pipeline.paths import PARAMS_FILE
 
 # Names of the recurrent cells pipeline.model builds (here, so that checking params
@@ -300,82 +300,14 @@ def check_sampled_lengths(params: Params) -> None:
              f"each must be a training window index in 0..{windows - 1}")
 
 
-TYPE_MESSAGES = {"int": "must be an integer", "float": "must be a finite number",
-                 "finite": "must be a finite number", "string": "must be a string",
-                 "tuple": "must be a list of integers", "list": "must be a list of integers",
-                 "model": "must be a mapping"}
-
-
-def _section_message(section: str, kind: str, raw: dict[str, Any]) -> str:
-    """Return the message for a whole section that is missing, unknown or not a mapping."""
-    if kind == "missing":
-        return f"missing section {section!r}"
-    if kind == "extra_forbidden":
-        return f"unknown section {section!r}; sections are {', '.join(Params.model_fields)}"
-    return f"section {section!r} must be a mapping, got {raw[section]!r}"
-
-
-def _key_message(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    """Return the message for one key's value, however deep the key is nested."""
-    *parents, name = [part for part in error["loc"] if isinstance(part, str)]
-    key, kind = ".".join((*parents, name)), error["type"]
-    schema, value = Params, raw
-    for parent in parents:
-        schema, value = schema.model_fields[parent].annotation, value[parent]
-    fields = schema.model_fields
-    if kind == "missing":
-        return f"missing key {key}"
-    if kind == "extra_forbidden":
-        allowed = f"unknown key; {'.'.join(parents)} takes {', '.join(fields)}"
-    elif kind.endswith(("_type", "_parsing", "_from_float")) or kind == "finite_number":
-        allowed = TYPE_MESSAGES.get(kind.split("_")[0], error["msg"])
-    else:  # a constraint: the field's description says what it allows
-        allowed = fields[name].description or error["msg"]
-    return f"{key} = {value[name]!r} is invalid: {allowed}"
-
-
-def _one_line(error: dict[str, Any], raw: Any) -> str:
-    """Return pydantic's first error as this project's one-line message."""
-    if not error["loc"]:
-        return f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}"
-    if len(error["loc"]) == 1:
-        return f"{PARAMS_FILE}: {_section_message(error['loc'][0], error['type'], raw)}"
-    return f"{PARAMS_FILE}: {_key_message(error, raw)}"
-
-
 def parse_params(raw: Any) -> Params:
     """Validate the content of params.yaml and return it typed."""
     try:
         params = Params.model_validate(raw)
     except ValidationError as err:
-        raise ParamsError(_one_line(err.errors()[0], raw)) from err
+        raise ParamsError(one_line(err.errors()[0], raw, Params)) from err
     check_relations(params)
     return params
-
-
-class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading numbers as YAML 1.2 does (and DVC writes them): PyYAML
-    alone takes `1e-06` or `1e5` for text, so `dvc exp run -S train.learning_rate=1e-6`
-    or a hand-written `1e-4` would fail as "not a number"."""
-
-
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
-def read_yaml(path: Path) -> Any:
-    """Return a YAML file's content (safe YAML only), or fail in one line naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ParamsError(f"{path}: cannot be read ({err.strerror})") from err
-    try:
-        return yaml.load(text, Loader=YamlLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ParamsError(f"{path}: not valid YAML{where}") from err
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ParamsError
-from pipeline.params import Params, read_yaml, with_values
+from pipeline.files import read_yaml
+from pipeline.params import Params, with_values
 
 Value = bool | int | float | str
 # The optuna.Trial methods a dimension calls: suggest_int, suggest_float, suggest_categorical.
