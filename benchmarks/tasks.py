@@ -14,26 +14,19 @@ from typing import Any
 import numpy as np
 
 from pipeline import paths
-from pipeline.data import (
-    ARRAY_NAMES,
-    cut_splits,
-    sample_series,
-    split_stretch,
-    split_window_count,
-    split_windows,
-)
-from pipeline.files import read_arrays
+from pipeline.data import sample_series
+from pipeline.windows import Windows
 
 STEPS, UNITS = 24, 10  # the seed's; the benchmark runs on default params
 
 
 def _split(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, ...]:
-    windows = split_windows(arrays, name)
+    windows = arrays.split(name).windows()
     return windows["encoder_in"], windows["decoder_in"], windows["target"]
 
 
 def _repo_arrays(repo: Path) -> dict[str, np.ndarray]:
-    return read_arrays(repo / paths.WINDOWS, ARRAY_NAMES)
+    return Windows.read(repo / paths.WINDOWS)
 
 
 def _epoch_timer() -> Any:
@@ -94,11 +87,11 @@ def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
     from pipeline.params import TrainParams  # noqa: PLC0415
     from pipeline.training import fit, steps_per_execution  # noqa: PLC0415
 
-    train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
+    train, validation = arrays.split("train").stretch, arrays.split("validation").stretch
     keras.utils.set_random_seed(seed)
     model = build_training_model(STEPS, UNITS, 0.001, "simple_rnn",
                                  steps_per_execution=steps_per_execution(
-                                     split_window_count(arrays, "train"), batch_size))
+                                     arrays.split("train").count, batch_size))
     params = TrainParams(epochs=epochs, batch_size=batch_size, learning_rate=0.001, seed=seed,
                          devices=1, backup_seconds=10, prediction_images=0,
                          early_stopping_patience=0, loss="mse", decoding="teacher_forcing")
@@ -126,7 +119,7 @@ def _scale_arrays(points: int) -> dict[str, np.ndarray]:
     """Windows of a sin→cos series of `points` points with the seed's spacing."""
     x = np.arange(points) * (6 * np.pi / 99)
     series = sample_series("sin", "cos", x)
-    return cut_splits(series, series, STEPS, 0.2)
+    return Windows.cut(series, series, STEPS, 0.2)
 
 
 def _per_epoch(fit: Callable[..., dict[str, Any]], code: int) -> dict[str, Any]:
@@ -149,7 +142,7 @@ def project_scale(_: Path, code: int) -> dict[str, Any]:
 def _evaluated_windows(repo: Path) -> np.ndarray:
     """Return the encoder inputs of every split: the windows evaluate decodes."""
     arrays = _repo_arrays(repo)
-    return np.concatenate([split_windows(arrays, split)["encoder_in"]
+    return np.concatenate([arrays.split(split).windows()["encoder_in"]
                            for split in ("train", "validation", "test")])
 
 

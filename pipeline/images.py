@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.data import prediction_table, split_window_count, split_windows
 from pipeline.figures import new_predictions, pixels, predictions_figure
 from pipeline.model import build_predictor, compiled_call
+from pipeline.windows import Windows, prediction_table, spread
 
 IMAGE_KEY = "predictions"
 DRAWN_WINDOWS = 4  # spread over the training series, as the seed's plot.start_points are
@@ -33,22 +33,13 @@ def image_epochs(epochs: int, count: int) -> frozenset[int]:
     return frozenset(spread.tolist())
 
 
-def drawn_windows(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+def drawn_windows(windows: Windows) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Return DRAWN_WINDOWS windows spread over the training series (train and validation
     splits), and the target series they lie on (x, target)."""
-    windows: dict[str, list[np.ndarray]] = {}
-    total = sum(split_window_count(arrays, split) for split in ("train", "validation"))
-    starts = np.unique(np.linspace(0, total - 1, DRAWN_WINDOWS).round().astype(int))
-    series = []
-    for split in ("train", "validation"):
-        first, count = int(arrays[f"{split}.first_window"]), split_window_count(arrays, split)
-        chosen = starts[(starts >= first) & (starts < first + count)] - first
-        for name, values in split_windows(arrays, split, chosen).items():
-            windows.setdefault(name, []).append(values)
-        series.append(pd.DataFrame({"x": arrays[f"{split}.x"],
-                                    "target": arrays[f"{split}.target"]}))
-    joined = pd.concat(series).drop_duplicates("x").sort_values("x")
-    return {name: np.concatenate(parts) for name, parts in windows.items()}, joined
+    starts = spread(windows.train.count + windows.validation.count, DRAWN_WINDOWS)
+    parts = [split.windows(split.local(starts)) for split in (windows.train, windows.validation)]
+    return ({name: np.concatenate([part[name] for part in parts]) for name in parts[0]},
+            windows.training_series())
 
 
 class PredictionImages(keras.callbacks.Callback):
@@ -58,10 +49,10 @@ class PredictionImages(keras.callbacks.Callback):
     Epochs in `logged` (a resumed training's, already in the run) are not logged again.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], epochs: int, count: int,
+    def __init__(self, windows: Windows, epochs: int, count: int,
                  logged: frozenset[int] = frozenset()) -> None:
         super().__init__()
-        self.windows, self.series = drawn_windows(arrays)
+        self.windows, self.series = drawn_windows(windows)
         self.planned = image_epochs(epochs, count)
         self.logged = set(logged)
         self.last_epoch = -1

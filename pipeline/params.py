@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from pipeline.data import SIGNALS, split_sizes, window_count
+from pipeline.data import SIGNALS
 from pipeline.errors import ParamsError
 from pipeline.files import read_yaml
 from pipeline.params_errors import one_line
 from pipeline.paths import PARAMS_FILE
+from pipeline.windows import split_sizes, starts_outside, window_count
 
 # Names of the recurrent cells pipeline.model builds (here, so that checking params
 # needs no Keras import; a test keeps the two lists equal).
@@ -296,7 +297,8 @@ def check_sampled_lengths(params: Params) -> None:
              params.window.validation_fraction,
              f"must leave at least one of the {windows} training windows on each side")
     starts = list(params.plot.start_points)
-    _require(all(0 <= point < windows for point in starts), "plot.start_points", starts,
+    _require(not starts_outside(params.plot.start_points, gen.points, steps),
+             "plot.start_points", starts,
              f"each must be a training window index in 0..{windows - 1}")
 
 

@@ -60,8 +60,9 @@ class StageIO:
 
 
 STAGES: dict[str, StageIO] = {
-    # generate checks a CSV of the user's against the windows, so it reads `window` too.
-    "generate": StageIO(reads=(), params=("generate", "window"),
+    # generate checks a CSV of the user's against the windows and the plotted start
+    # windows, so it reads `window` and `plot.start_points` too.
+    "generate": StageIO(reads=(), params=("generate", "window", "plot.start_points"),
                         writes=(TRAIN_SERIES, TEST_SERIES), reads_named_by=("generate.csv.path",)),
     "window": StageIO(reads=(TRAIN_SERIES, TEST_SERIES), params=("window",), writes=(WINDOWS,)),
     # train logs every section that shaped the model, so it must rerun when any changes.

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.data import Stretch
 from pipeline.errors import ParamsError
 from pipeline.model import ENCODER_IN
 from pipeline.params import TrainParams
+from pipeline.windows import Stretch
 
 log = logging.getLogger(__name__)
 

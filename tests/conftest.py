@@ -247,14 +247,13 @@ def tabled_test_windows(repo: Path) -> tuple[Any, Any]:
     repo's windows.npz, and their predictions there (windows, steps, 1)."""
     import pandas as pd  # noqa: PLC0415 - most tests need neither pandas nor the package
 
-    from pipeline.data import ARRAY_NAMES, split_windows  # noqa: PLC0415
-    from pipeline.files import read_arrays  # noqa: PLC0415
     from pipeline.paths import PREDICTIONS, WINDOWS  # noqa: PLC0415
+    from pipeline.windows import Windows  # noqa: PLC0415
 
     table = pd.read_csv(repo / PREDICTIONS)
     test = table[table["split"] == "test"].sort_values(["window", "step"])
     starts = test["window"].unique()  # the test series' first window is 0
-    windows = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test", starts)
+    windows = Windows.read(repo / WINDOWS).split("test").windows(starts)
     return windows["encoder_in"], test["prediction"].to_numpy().reshape(len(starts), -1, 1)
 
 

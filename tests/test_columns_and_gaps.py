@@ -10,11 +10,10 @@ import pytest
 from conftest import run, write_params
 from test_own_series import OWN, own_params, write_csv
 
-from pipeline.data import ARRAY_NAMES, split_windows
 from pipeline.errors import InputError
-from pipeline.files import read_arrays
 from pipeline.paths import TEST_SERIES, TRAIN_SERIES, WINDOWS
 from pipeline.stages import generate, window
+from pipeline.windows import Windows
 
 
 def two_inputs(rows: int = 60) -> pd.DataFrame:
@@ -39,9 +38,9 @@ def test_several_input_columns_reach_the_encoder_as_k_features(
     generate.main()
     assert list(generated(tmp_path).columns) == ["x", "input.v", "input.u", "target"]
     window.main()
-    arrays = read_arrays(WINDOWS, ARRAY_NAMES)
+    arrays = Windows.read(WINDOWS)
     for split, rows in (("train", series[:40]), ("test", series[40:])):
-        windows = split_windows(arrays, split)
+        windows = arrays.split(split).windows()
         inputs = rows[["v", "u"]].to_numpy()
         expected = np.stack([inputs[start:start + 8] for start in windows["start"]])
         np.testing.assert_array_equal(windows["encoder_in"], expected.astype(np.float32))
@@ -143,3 +142,15 @@ def test_the_sunspot_example_reads_as_the_readme_says(
     assert (train["x"].iloc[0], test["x"].iloc[0], test["x"].iloc[-1]) == (1700, 1938, 1997)
     assert train["input"].max() <= test["input"].max() == pytest.approx(190.2)
     np.testing.assert_array_equal(train["target"][:-11], train["input"][11:])
+
+
+def test_start_points_outside_a_csvs_training_windows_stop_generate_before_any_work(
+        tmp_path: Path, tiny_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    raw = own_params(tiny_params, input=["u", "v"])
+    write_params(tmp_path, {**raw, "plot": {**raw["plot"], "start_points": [0, 500]}})
+    write_csv(tmp_path, two_inputs().to_csv(index=False))
+    with pytest.raises(InputError, match=r"plot.start_points \[500\] are not training windows "
+                                         r"of its \d+ training rows \(0\.\.\d+\)"):
+        generate.main()
+    assert not (tmp_path / TRAIN_SERIES).exists()

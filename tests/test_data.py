@@ -1,22 +1,17 @@
 """generate and window: exact small cases, the seed's arrays, the split."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 from conftest import default_params, with_overrides
 
 from benchmarks.seed_reference import seed_windows
-from pipeline.data import (
-    ARRAY_NAMES,
-    cut_splits,
-    input_count,
-    sawtooth,
-    scaling_statistics,
-    shift_right,
-    split_windows,
-)
+from pipeline.data import sawtooth
 from pipeline.params import parse_params
 from pipeline.stages.generate import make_train_and_test
+from pipeline.windows import Windows, shift_right
 
 
 def test_training_series_is_the_seeds() -> None:
@@ -41,15 +36,15 @@ def series_of(x: np.ndarray) -> dict[str, np.ndarray]:
 def test_windows_exact_small_case() -> None:
     values = np.arange(6.0)
     series = {"x": values, "input": values, "target": values + 10}
-    arrays = cut_splits(series, series, steps=3, validation_fraction=0.3)
+    arrays = Windows.cut(series, series, steps=3, validation_fraction=0.3)
     # The seed makes len - steps = 3 windows: the last full one, [3, 4, 5], is dropped.
-    train, validation = split_windows(arrays, "train"), split_windows(arrays, "validation")
+    train, validation = arrays.split("train").windows(), arrays.split("validation").windows()
     np.testing.assert_array_equal(train["encoder_in"][..., 0], [[0, 1, 2], [1, 2, 3]])
     np.testing.assert_array_equal(validation["encoder_in"][..., 0], [[2, 3, 4]])
     np.testing.assert_array_equal(train["target"][..., 0], [[10, 11, 12], [11, 12, 13]])
     np.testing.assert_array_equal(train["decoder_in"][..., 0], [[0, 10, 11], [0, 11, 12]])
     np.testing.assert_array_equal(validation["start"], [2])
-    np.testing.assert_array_equal(split_windows(arrays, "test")["start"], [0, 1, 2])
+    np.testing.assert_array_equal(arrays.split("test").windows()["start"], [0, 1, 2])
 
 
 def test_decoder_input_is_target_shifted_right_by_one_with_zero_first() -> None:
@@ -59,9 +54,9 @@ def test_decoder_input_is_target_shifted_right_by_one_with_zero_first() -> None:
 
 def test_windows_equal_the_seed_loop_on_default_params() -> None:
     x = np.linspace(-3 * np.pi, 3 * np.pi, 100)
-    arrays = cut_splits(series_of(x), series_of(x), 24, 0.2)
+    arrays = Windows.cut(series_of(x), series_of(x), 24, 0.2)
     ex, dx, dy = (a[..., 0] for a in seed_windows(np.sin(x), np.cos(x), 24))
-    splits = [split_windows(arrays, split) for split in ("train", "validation")]
+    splits = [arrays.split(split).windows() for split in ("train", "validation")]
     for name, expected in (("encoder_in", ex), ("decoder_in", dx), ("target", dy)):
         joined = np.concatenate([windows[name] for windows in splits])
         assert joined.shape == (76, 24, 1)
@@ -85,27 +80,29 @@ def keras_validation_starts(windows: int, validation_split: float) -> tuple[floa
 
 def test_split_is_the_last_windows_as_keras_takes_them() -> None:
     x = np.linspace(-3 * np.pi, 3 * np.pi, 100)
-    arrays = cut_splits(series_of(x), series_of(x), 24, 0.2)
-    fit, validation = split_windows(arrays, "train"), split_windows(arrays, "validation")
+    arrays = Windows.cut(series_of(x), series_of(x), 24, 0.2)
+    fit, validation = arrays.split("train").windows(), arrays.split("validation").windows()
     np.testing.assert_array_equal(fit["start"], np.arange(60))
     np.testing.assert_array_equal(validation["start"], np.arange(60, 76))
     assert keras_validation_starts(76, 0.2) == pytest.approx(
         (fit["start"].mean(), validation["start"].mean()))
 
 
-def test_stored_arrays_grow_with_points_not_points_times_steps() -> None:
+def test_stored_arrays_grow_with_points_not_points_times_steps(tmp_path: Path) -> None:
     x = np.linspace(0, 100, 10_000)
-    arrays = cut_splits(series_of(x), series_of(x), 50, 0.2)
-    assert sum(array.size for array in arrays.values()) < 7 * 10_000
-    assert set(arrays) == set(ARRAY_NAMES)
+    windows = Windows.cut(series_of(x), series_of(x), 50, 0.2)
+    windows.write(tmp_path / "windows.npz")
+    with np.load(tmp_path / "windows.npz") as stored:
+        assert sum(stored[name].size for name in stored.files) < 7 * 10_000
+    assert Windows.read(tmp_path / "windows.npz").train.count == windows.train.count
 
 
 @pytest.mark.parametrize("steps", [1, 5])
 def test_every_window_starts_where_its_start_index_says(steps: int) -> None:
     x = np.linspace(0, 1, 20)
-    arrays = cut_splits(series_of(x), series_of(x + 5), steps, 0.25)
+    arrays = Windows.cut(series_of(x), series_of(x + 5), steps, 0.25)
     for split, series_x in (("train", x), ("validation", x), ("test", x + 5)):
-        windows = split_windows(arrays, split)
+        windows = arrays.split(split).windows()
         np.testing.assert_array_equal(windows["x"][:, 0], series_x[windows["start"]])
 
 
@@ -142,10 +139,10 @@ def test_windows_of_several_input_columns_equal_a_direct_cut() -> None:
     inputs = rng.normal(size=(30, 3))  # (points, k)
     series = {"x": x, "input": inputs, "target": rng.normal(size=30)}
     test_series = {"x": x + 30, "input": inputs * 2, "target": series["target"] + 1}
-    arrays = cut_splits(series, test_series, steps=5, validation_fraction=0.25)
-    assert input_count(arrays) == 3
+    arrays = Windows.cut(series, test_series, steps=5, validation_fraction=0.25)
+    assert arrays.inputs == 3
     for split, source in (("train", series), ("validation", series), ("test", test_series)):
-        windows = split_windows(arrays, split)
+        windows = arrays.split(split).windows()
         expected = np.stack([source["input"][start:start + 5] for start in windows["start"]])
         assert windows["encoder_in"].shape == (len(windows["start"]), 5, 3)
         np.testing.assert_array_equal(windows["encoder_in"], expected.astype(np.float32))
@@ -161,10 +158,10 @@ def test_scaling_statistics_come_from_the_training_split_only() -> None:
     x = np.arange(60.0)
     series = {"x": x, "input": np.stack([x, -x], axis=1), "target": 2 * x}
     test_series = {"x": x + 60, "input": np.full((60, 2), 1e6), "target": np.full(60, 1e6)}
-    arrays = cut_splits(series, test_series, steps=10, validation_fraction=0.5)
-    fit_windows = len(split_windows(arrays, "train")["start"])  # 25 windows: points 0..33
+    arrays = Windows.cut(series, test_series, steps=10, validation_fraction=0.5)
+    fit_windows = len(arrays.split("train").windows()["start"])  # 25 windows: points 0..33
     covered = np.arange(fit_windows + 10 - 1.0)
-    statistics = scaling_statistics(arrays)
+    statistics = arrays.scaling_statistics()
     np.testing.assert_allclose(statistics["input_mean"], [covered.mean(), -covered.mean()])
     np.testing.assert_allclose(statistics["input_variance"], [covered.var()] * 2)
     np.testing.assert_allclose(statistics["target_mean"], [2 * covered.mean()])

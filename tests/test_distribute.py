@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pipeline.data import cut_splits
+from pipeline.windows import Windows
 from pipeline.params import parse_params
 from pipeline.stages.train import train_model
 from pipeline.training import distribution
 x = np.arange(120.0) * 0.3
 series = {"x": x, "input": np.sin(x), "target": np.cos(x)}
-arrays = cut_splits(series, series, 8, 0.25)
+arrays = Windows.cut(series, series, 8, 0.25)
 found = {}
 for devices in (1, 2):
     params = parse_params(json.loads(sys.argv[1]))

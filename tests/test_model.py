@@ -10,7 +10,6 @@ import pytest
 from conftest import default_params
 
 from pipeline import training
-from pipeline.data import cut_splits, split_stretch, split_windows
 from pipeline.errors import InputError
 from pipeline.model import (
     DECODER_OUTPUT,
@@ -24,6 +23,7 @@ from pipeline.model import (
 )
 from pipeline.params import CELLS, TrainParams
 from pipeline.training import EpochOrder, early_stopping, fit, window_dataset
+from pipeline.windows import Windows
 
 STEPS, UNITS = 6, 5
 
@@ -193,7 +193,7 @@ def small_arrays(inputs: int = 2) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(8)
     series = {"x": np.arange(40.0), "input": rng.normal(size=(40, inputs)),
               "target": rng.normal(size=40)}
-    return cut_splits(series, {**series, "x": series["x"] + 40}, STEPS, 0.25)
+    return Windows.cut(series, {**series, "x": series["x"] + 40}, STEPS, 0.25)
 
 
 @pytest.fixture(params=["streamed", "in memory"])
@@ -208,8 +208,8 @@ def windows_kept(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_streamed_windows_equal_the_arrays_of_every_split(split: str, windows_kept: str) -> None:
     arrays = small_arrays()
-    expected = split_windows(arrays, split)
-    batches = list(window_dataset(split_stretch(arrays, split), STEPS, 4))
+    expected = arrays.split(split).windows()
+    batches = list(window_dataset(arrays.split(split).stretch, STEPS, 4))
     for position, name in ((0, "encoder_in"), (1, "decoder_in")):
         streamed = np.concatenate([inputs[position].numpy() for inputs, _ in batches])
         np.testing.assert_array_equal(streamed, expected[name])
@@ -223,7 +223,7 @@ def epoch_targets(arrays: dict[str, np.ndarray], seed: int, first: int, epochs: 
     fit whose first epoch is `first`."""
     order = EpochOrder(seed)
     order.on_epoch_begin(first)
-    stretch = split_stretch(arrays, "train")
+    stretch = arrays.split("train").stretch
     batches = iter(window_dataset(stretch, STEPS, 4, order))  # endless: epoch after epoch
     per_epoch = math.ceil((len(stretch[1]) - STEPS + 1) / 4)
     return [np.concatenate([next(batches)[1].numpy() for _ in range(per_epoch)])
@@ -233,7 +233,7 @@ def epoch_targets(arrays: dict[str, np.ndarray], seed: int, first: int, epochs: 
 def test_each_epoch_draws_every_window_once_in_an_order_of_the_seed_and_epoch(
         windows_kept: str) -> None:
     arrays = small_arrays()
-    windows = split_windows(arrays, "train")["target"]
+    windows = arrays.split("train").windows()["target"]
     first = epoch_targets(arrays, 9, 0, 3)
     for drawn in first:  # every window exactly once, with its own values
         order = [int(np.flatnonzero((windows == window).all(axis=(1, 2)))[0])

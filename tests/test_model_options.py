@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import default_params, with_overrides
 
-from pipeline.data import cut_splits, scaling_statistics, shift_right, split_windows
 from pipeline.logged import log_keras_model
 from pipeline.model import ATTENTION, RESIDUAL, build_predictor, build_training_model, load_model
 from pipeline.params import parse_params
 from pipeline.stages.train import train_model
+from pipeline.windows import Windows, shift_right
 
 STEPS = 6
 OPTIONS = {
@@ -40,7 +40,7 @@ def seasonal(points: int, offset: int = 0) -> dict[str, np.ndarray]:
     return {"x": t[:points], "input": values[:points], "target": values[12:]}
 
 
-ARRAYS = cut_splits(seasonal(90), seasonal(40, offset=90), STEPS, 0.25)
+ARRAYS = Windows.cut(seasonal(90), seasonal(40, offset=90), STEPS, 0.25)
 
 
 def fed_back(model: keras.Model, predictor: keras.Model, encoder_in: np.ndarray) -> None:
@@ -64,7 +64,7 @@ def test_each_option_trains_saves_loads_serves_and_decodes_free_running(
     free_running = params.train.decoding == "free_running"
     predictor = fitted if free_running else build_predictor(model)
     assert (fitted is not model) == free_running  # what fit trained
-    encoder_in = split_windows(ARRAYS, "test")["encoder_in"]
+    encoder_in = ARRAYS.split("test").windows()["encoder_in"]
     fed_back(model, predictor, encoder_in)
     for network, name in ((model, "model.keras"), (predictor, "predictor.keras")):
         network.save(tmp_path / name)
@@ -84,9 +84,9 @@ def test_each_option_trains_saves_loads_serves_and_decodes_free_running(
 
 
 def test_an_untrained_residual_model_is_the_seasonal_naive_forecast() -> None:
-    for scaling in (None, scaling_statistics(ARRAYS)):
+    for scaling in (None, ARRAYS.scaling_statistics()):
         model = build_training_model(STEPS, 4, 0.01, residual=True, scaling=scaling)
-        windows = split_windows(ARRAYS, "validation")
+        windows = ARRAYS.split("validation").windows()
         predicted = keras.ops.convert_to_numpy(build_predictor(model)(windows["encoder_in"]))
         np.testing.assert_allclose(predicted, windows["encoder_in"][..., :1], rtol=1e-5)
         assert RESIDUAL in {layer.name for layer in model.layers}
@@ -95,11 +95,11 @@ def test_an_untrained_residual_model_is_the_seasonal_naive_forecast() -> None:
 def test_the_predictor_attends_with_the_training_models_attention_layer() -> None:
     keras.utils.set_random_seed(3)
     model = build_training_model(STEPS, 4, 0.01, attention="additive",
-                                 scaling=scaling_statistics(ARRAYS))
+                                 scaling=ARRAYS.scaling_statistics())
     predictor = build_predictor(model)
     shared = model.get_layer(ATTENTION)
     assert shared in predictor.layers  # one layer, one set of weights, in both models
-    encoder_in = split_windows(ARRAYS, "validation")["encoder_in"][:2]
+    encoder_in = ARRAYS.split("validation").windows()["encoder_in"][:2]
     changed = encoder_in.copy()
     changed[:, 0] += 5.0  # only the first encoder step
     before, after = (keras.ops.convert_to_numpy(predictor(x)) for x in (encoder_in, changed))

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import default_params, with_overrides
 
-from pipeline.data import split_sizes, window_count
 from pipeline.errors import ParamsError
 from pipeline.params import load_params, parse_params
+from pipeline.windows import split_sizes, window_count
 
 
 def test_defaults_are_the_seed_run() -> None:

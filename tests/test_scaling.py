@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import with_overrides
 
-from pipeline.data import cut_splits, input_count, scaling_statistics, shift_right, split_windows
 from pipeline.model import (
     INPUT_SCALING,
     TARGET_UNSCALING,
@@ -21,6 +20,7 @@ from pipeline.model import (
 from pipeline.params import parse_params
 from pipeline.stages.evaluate import score
 from pipeline.stages.train import train_model
+from pipeline.windows import Windows, shift_right
 
 STEPS = 6
 
@@ -38,18 +38,18 @@ def arrays_of(scale: float = 1.0) -> dict[str, np.ndarray]:
     def scaled(series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**series, "input": series["input"] * scale, "target": series["target"] * scale}
 
-    return cut_splits(scaled(damped(80)), scaled(damped(40, offset=30)), STEPS, 0.25)
+    return Windows.cut(scaled(damped(80)), scaled(damped(40, offset=30)), STEPS, 0.25)
 
 
 def test_the_model_standardises_with_the_training_statistics() -> None:
     arrays = arrays_of()
-    statistics = scaling_statistics(arrays)
+    statistics = arrays.scaling_statistics()
     model = build_training_model(STEPS, 4, 0.01, inputs=2, scaling=statistics)
     layer = model.get_layer(INPUT_SCALING)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.mean).ravel(),
                                statistics["input_mean"], rtol=1e-6)
     # The training split's stretch of series comes out at mean 0 and std 1, per column.
-    stretch = arrays["train.input"][None].astype(np.float32)  # (1, points, 2)
+    stretch = arrays.train.input[None].astype(np.float32)  # (1, points, 2)
     standardised = keras.ops.convert_to_numpy(layer(stretch))[0]
     np.testing.assert_allclose(standardised.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(standardised.std(axis=0), 1, atol=1e-5)
@@ -64,8 +64,8 @@ def test_free_running_output_fed_back_teacher_forced_gives_itself() -> None:
     keras.utils.set_random_seed(4)
     arrays = arrays_of()
     model = build_training_model(STEPS, 5, 0.01, "gru", inputs=2,
-                                 scaling=scaling_statistics(arrays))
-    encoder_in = split_windows(arrays, "test")["encoder_in"]
+                                 scaling=arrays.scaling_statistics())
+    encoder_in = arrays.split("test").windows()["encoder_in"]
     predicted = keras.ops.convert_to_numpy(build_predictor(model)(encoder_in))
     decoder_in = shift_right(predicted[..., 0])[..., None]
     forced = keras.ops.convert_to_numpy(model([encoder_in, decoder_in]))
@@ -75,9 +75,9 @@ def test_free_running_output_fed_back_teacher_forced_gives_itself() -> None:
 def test_a_saved_scaled_predictor_loads_in_safe_mode(tmp_path: Path) -> None:
     arrays = arrays_of()
     predictor = build_predictor(build_training_model(STEPS, 4, 0.01, inputs=2,
-                                                     scaling=scaling_statistics(arrays)))
+                                                     scaling=arrays.scaling_statistics()))
     predictor.save(tmp_path / "predictor.keras")
-    encoder_in = split_windows(arrays, "validation")["encoder_in"]
+    encoder_in = arrays.split("validation").windows()["encoder_in"]
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(load_model(tmp_path / "predictor.keras")(encoder_in)),
         keras.ops.convert_to_numpy(predictor(encoder_in)), rtol=1e-6)
@@ -89,7 +89,7 @@ def train_and_evaluate(params: Any, arrays: dict[str, np.ndarray]
     the test predictions."""
     model, _, _ = train_model(params, arrays, [])
     predictor = build_predictor(model)
-    test_windows = split_windows(arrays, "test")["encoder_in"]
+    test_windows = arrays.split("test").windows()["encoder_in"]
     return (score(compiled_call(predictor), compiled_call(model), arrays, 256),
             keras.ops.convert_to_numpy(predictor(test_windows)))
 
@@ -99,7 +99,7 @@ def test_a_series_in_thousandfold_units_predicts_thousandfold_with_the_same_skil
     params = parse_params(with_overrides(tiny_params, {
         "window": {"steps": STEPS}, "model": {"scaling": "standard"},
         "train": {"epochs": 5}}))
-    assert params.scales() and input_count(arrays_of()) == 2
+    assert params.scales() and arrays_of().inputs == 2
     metrics, predicted = train_and_evaluate(params, arrays_of())
     metrics_1000, predicted_1000 = train_and_evaluate(params, arrays_of(1000.0))
     np.testing.assert_allclose(predicted_1000, 1000 * predicted, rtol=1e-3)
@@ -112,6 +112,6 @@ def test_a_series_in_thousandfold_units_predicts_thousandfold_with_the_same_skil
 
 def test_without_scaling_the_model_is_the_tutorials(tiny_params: dict[str, Any]) -> None:
     params = parse_params(with_overrides(tiny_params, {"model": {"scaling": "none"}}))
-    model, _, _ = train_model(params, cut_splits(damped(80), damped(40), 8, 0.25), [])
+    model, _, _ = train_model(params, Windows.cut(damped(80), damped(40), 8, 0.25), [])
     names = {layer.name for layer in model.layers}
     assert not names & {INPUT_SCALING, TARGET_UNSCALING}

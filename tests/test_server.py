@@ -15,9 +15,8 @@ import pytest
 from conftest import free_port, listening, mlflow_server, post, run
 from mlflow.tracking import MlflowClient
 
-from pipeline.data import ARRAY_NAMES, split_windows
-from pipeline.files import read_arrays
 from pipeline.paths import PREDICTIONS, RUN, WINDOWS
+from pipeline.windows import Windows
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +102,7 @@ def check_rest_endpoint(repo: Path, model_uri: str, elsewhere: Path,
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    test = split_windows(read_arrays(repo / WINDOWS, ARRAY_NAMES), "test")
+    test = Windows.read(repo / WINDOWS).split("test").windows()
     table = pd.read_csv(repo / PREDICTIONS)
     with listening(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve",
                    cwd=elsewhere, env=env, timeout=120):

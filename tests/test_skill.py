@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.data import SPLITS, cut_splits, scaling_statistics, split_windows
 from pipeline.metrics import SplitScores
 from pipeline.model import build_predictor, build_training_model, compiled_call
 from pipeline.params import parse_params
 from pipeline.stages.evaluate import predictions, score, summary, warn_if_beaten
+from pipeline.windows import SPLITS, Windows
 
 
 def skill_metrics(model_mse: float, windows: dict[str, np.ndarray],
@@ -32,7 +32,7 @@ def small_split() -> dict[str, np.ndarray]:
     x = np.arange(7.0)
     series = {"x": x, "input": np.array([1.0, 3, 2, 5, 4, 6, 0]),
               "target": np.array([2.0, 1, 4, 3, 6, 5, 9])}
-    return split_windows(cut_splits(series, series, 3, 0.5), "test")
+    return Windows.cut(series, series, 3, 0.5).split("test").windows()
 
 
 def by_hand(target_mean: float, model_mse: float) -> dict[str, float]:
@@ -119,15 +119,15 @@ def test_the_log_line_gives_the_mse_and_the_skill() -> None:
 def test_streamed_scores_equal_a_direct_computation_over_all_windows() -> None:
     rng = np.random.default_rng(5)
     series = {"x": np.arange(60.0), "input": rng.normal(size=60), "target": rng.normal(size=60)}
-    arrays = cut_splits(series, {**series, "input": series["input"] * 2}, 6, 0.25)
+    arrays = Windows.cut(series, {**series, "input": series["input"] * 2}, 6, 0.25)
     keras.utils.set_random_seed(2)
-    model = build_training_model(6, 4, 0.01, scaling=scaling_statistics(arrays))
+    model = build_training_model(6, 4, 0.01, scaling=arrays.scaling_statistics())
     predictor = build_predictor(model)
     # Batches of 7 are cut across windows.
     streamed = score(compiled_call(predictor), compiled_call(model), arrays, batch_size=7)
-    mean = float(scaling_statistics(arrays)["target_mean"][0])
+    mean = float(arrays.scaling_statistics()["target_mean"][0])
     for split in SPLITS:
-        windows = split_windows(arrays, split)
+        windows = arrays.split(split).windows()
         error = keras.ops.convert_to_numpy(predictor(windows["encoder_in"])).astype(
             np.float64) - windows["target"]
         assert streamed[split]["free_run_mse"] == pytest.approx(np.mean(error**2), rel=1e-6)
@@ -147,7 +147,7 @@ def test_the_prediction_table_stays_bounded_whatever_the_series_length(
         points: int, tiny_params: dict) -> None:
     x = np.arange(float(points))
     series = {"x": x, "input": np.sin(x / 7), "target": np.cos(x / 7)}
-    arrays = cut_splits(series, series, 8, 0.2)
+    arrays = Windows.cut(series, series, 8, 0.2)
     params = parse_params(tiny_params)  # 8 steps, 8 sample windows, start points 0 and 20
     table = predictions(compiled_call(build_predictor(build_training_model(8, 4, 0.01))),
                         arrays, params)

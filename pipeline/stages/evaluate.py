@@ -21,68 +21,55 @@ import pandas as pd
 
 from pipeline import paths, registry, runs, tracking
 from pipeline.cli import run_stage
-from pipeline.data import (
-    ARRAY_NAMES,
-    SPLITS,
-    prediction_table,
-    scaling_statistics,
-    split_stretch,
-    split_window_count,
-    split_windows,
-)
-from pipeline.files import read_arrays, write_json, write_table
+from pipeline.files import write_json, write_table
 from pipeline.metrics import BASELINES, NAIVE_NAMES, SplitScores
 from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params
 from pipeline.progress import WorkProgress
 from pipeline.run_record import RunRecord
 from pipeline.training import window_dataset
+from pipeline.windows import TRAINING_SPLITS, Split, Windows, prediction_table, spread
 
 log = logging.getLogger(__name__)
 
-Arrays = dict[str, np.ndarray]
 Call = Callable[..., tf.Tensor]  # a model's compiled inference
 
 
-def score(free_run: Call, teacher_forced: Call, arrays: Arrays,
+def score(free_run: Call, teacher_forced: Call, windows: Windows,
           batch_size: int) -> dict[str, dict[str, float]]:
     """Return every split's scores, streaming its windows through both models' compiled
     calls (pipeline.model.compiled_call)."""
-    steps, target_mean = int(arrays["steps"]), float(scaling_statistics(arrays)["target_mean"][0])
-    counts = {split: split_window_count(arrays, split) for split in SPLITS}
-    log.info("decoding %d windows (%s) in batches of %d", sum(counts.values()),
-             ", ".join(f"{split} {count}" for split, count in counts.items()), batch_size)
-    progress, metrics = WorkProgress(sum(counts.values()), "decoded windows"), {}
-    for split in SPLITS:
+    target_mean = float(windows.scaling_statistics()["target_mean"][0])
+    total = sum(split.count for split in windows.splits())
+    log.info("decoding %d windows (%s) in batches of %d", total,
+             ", ".join(f"{split.name} {split.count}" for split in windows.splits()), batch_size)
+    progress, metrics = WorkProgress(total, "decoded windows"), {}
+    for split in windows.splits():
         scores = SplitScores(target_mean)
-        for (encoder_in, decoder_in), target in window_dataset(split_stretch(arrays, split),
-                                                               steps, batch_size):
+        for (encoder_in, decoder_in), target in window_dataset(split.stretch, windows.steps,
+                                                               batch_size):
             scores.add(encoder_in.numpy(), target.numpy(), free_run(encoder_in).numpy(),
                        teacher_forced(encoder_in, decoder_in).numpy())
             progress.advance(len(target))
-        metrics[split] = scores.metrics()
+        metrics[split.name] = scores.metrics()
     return metrics
 
 
-def table_windows(arrays: Arrays, split: str, sample: int,
-                  start_points: tuple[int, ...]) -> np.ndarray:
+def table_windows(split: Split, sample: int, start_points: tuple[int, ...]) -> np.ndarray:
     """Return the indices, within `split`, of the windows predictions.csv shows: `sample`
     spread evenly, and for the training series the `start_points` it holds."""
-    count, first = split_window_count(arrays, split), int(arrays[f"{split}.first_window"])
-    spread = np.linspace(0, count - 1, min(sample, count)).round()
-    starts = [] if split == "test" else [point - first for point in start_points
-                                         if first <= point < first + count]
-    return np.unique(np.concatenate([spread, starts])).astype(int)
+    starts = split.local(list(start_points)) if split.name in TRAINING_SPLITS else []
+    return np.union1d(spread(split.count, sample), starts).astype(int)
 
 
-def predictions(free_run: Call, arrays: Arrays, params: Params) -> pd.DataFrame:
+def predictions(free_run: Call, windows: Windows, params: Params) -> pd.DataFrame:
     """Return the free-running predictions of the windows `table_windows` picks."""
     tables = []
-    for split in SPLITS:
-        windows = split_windows(arrays, split, table_windows(
-            arrays, split, params.evaluate.sample_windows, params.plot.start_points))
-        predicted = keras.ops.convert_to_numpy(free_run(windows["encoder_in"]))
-        tables.append(prediction_table(split, windows, predicted))
+    for split in windows.splits():
+        chosen = split.windows(table_windows(split, params.evaluate.sample_windows,
+                                             params.plot.start_points))
+        predicted = keras.ops.convert_to_numpy(free_run(chosen["encoder_in"]))
+        tables.append(prediction_table(split.name, chosen, predicted))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -90,22 +77,22 @@ def main() -> None:
     """Evaluate the saved models; write metrics.json and predictions.csv."""
     params = load_params()
     record = RunRecord.read()
-    arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
+    windows = Windows.read(paths.WINDOWS)
     # Each model traced once, for every batch size: the predictor serves both the
     # metrics and the table.
     free_run = compiled_call(load_model(paths.PREDICTOR))
     teacher_forced = compiled_call(load_model(paths.MODEL))
     with runs.opened(runs.choose("evaluate", params.tracking.experiment), params.flat()):
         tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
-        metrics = score(free_run, teacher_forced, arrays, params.evaluate.batch_size)
+        metrics = score(free_run, teacher_forced, windows, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
-        write_table(predictions(free_run, arrays, params), paths.PREDICTIONS)
+        write_table(predictions(free_run, windows, params), paths.PREDICTIONS)
         flat = {f"{split}.{key}": value for split, values in metrics.items()
                 for key, value in values.items()}
         mlflow.log_metrics(flat)
         registry.tag_version(record.registered_model, record.model_version, flat)
-    for split in SPLITS:
-        log.info("%s", summary(split, metrics[split]))
+    for split, values in metrics.items():
+        log.info("%s", summary(split, values))
     warn_if_beaten(metrics["validation"])
 
 

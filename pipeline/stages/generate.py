@@ -16,10 +16,11 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.data import input_names, sample_series, split_sizes, window_count
+from pipeline.data import input_names, sample_series
 from pipeline.errors import InputError
 from pipeline.files import read_table, write_table
-from pipeline.params import CsvParams, GenerateParams, WindowParams, load_params
+from pipeline.params import CsvParams, GenerateParams, Params, load_params
+from pipeline.windows import split_sizes, starts_outside, window_count
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,11 @@ def interpolate(table: pd.DataFrame, gaps: pd.DataFrame, csv: CsvParams) -> pd.D
     return filled
 
 
-def split_own_series(series: pd.DataFrame, csv: CsvParams,
-                     window: WindowParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (training, test) rows, or fail if either is too short for its windows."""
+def split_own_series(series: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (training, test) rows, or fail if either is too short for its windows or
+    `plot.start_points` are not training windows: the rules params.yaml's sampled series
+    meet before any work, checked as soon as the CSV's length is known."""
+    csv, window = params.generate.csv, params.window
     rows, steps, path = len(series), window.steps, csv.path
     train_rows = rows - csv.test_rows
     fit, validation = split_sizes(max(window_count(train_rows, steps), 0),
@@ -130,6 +133,10 @@ def split_own_series(series: pd.DataFrame, csv: CsvParams,
     if window_count(csv.test_rows, steps) < 1:
         raise InputError(f"{path}: its last {csv.test_rows} rows (generate.csv.test_rows) are "
                          f"too few rows for one {steps}-step test window")
+    outside = starts_outside(params.plot.start_points, train_rows, steps)
+    if outside:
+        raise InputError(f"{path}: plot.start_points {outside} are not training windows of its "
+                         f"{train_rows} training rows (0..{window_count(train_rows, steps) - 1})")
     return (series.iloc[:train_rows].reset_index(drop=True),
             series.iloc[train_rows:].reset_index(drop=True))
 
@@ -138,8 +145,7 @@ def main() -> None:
     """Write data/series/train.csv and test.csv."""
     params = load_params()
     if params.generate.source == "csv":
-        train, test = split_own_series(read_own_series(params.generate.csv),
-                                       params.generate.csv, params.window)
+        train, test = split_own_series(read_own_series(params.generate.csv), params)
     else:
         train, test = make_train_and_test(params.generate)
     write_table(train, paths.TRAIN_SERIES)

@@ -25,16 +25,7 @@ import pandas as pd
 
 from pipeline import logged, paths, provenance, registry, resume, runs, tracking
 from pipeline.cli import run_stage
-from pipeline.data import (
-    ARRAY_NAMES,
-    SPLITS,
-    input_count,
-    scaling_statistics,
-    split_stretch,
-    split_window_count,
-    split_windows,
-)
-from pipeline.files import atomic_path, read_arrays, write_table
+from pipeline.files import atomic_path, write_table
 from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
@@ -53,6 +44,7 @@ from pipeline.training import (
     fit,
     steps_per_execution,
 )
+from pipeline.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +68,7 @@ def logged_history(run_id: str) -> pd.DataFrame:
                          "val_loss": [val_loss.get(epoch, np.nan) for epoch in epochs]})
 
 
-def train_model(params: Params, arrays: dict[str, np.ndarray],
+def train_model(params: Params, windows: Windows,
                 callbacks: list[keras.callbacks.Callback]
                 ) -> tuple[keras.Model, keras.Model, pd.DataFrame]:
     """Build a seeded model and fit it; return the training model, the network `fit`
@@ -84,22 +76,22 @@ def train_model(params: Params, arrays: dict[str, np.ndarray],
     weights) and the epochs this fit trained."""
     params = params.used()  # `auto` values as they apply to this source
     keras.utils.set_random_seed(params.train.seed)
-    train, validation = split_stretch(arrays, "train"), split_stretch(arrays, "validation")
     strategy = distribution(params.train.devices)
     # Keras' multi-step loop fails under MirroredStrategy (TensorFlow 2.21: "You must feed
     # a value for placeholder tensor"): one batch per call there.
     batches_per_call = 1 if strategy.num_replicas_in_sync > 1 else steps_per_execution(
-        split_window_count(arrays, "train"), params.train.batch_size)
+        windows.train.count, params.train.batch_size)
     with strategy.scope():  # the model's variables on every device used
         model = build_training_model(
             params.window.steps, params.model.units, params.train.learning_rate,
-            params.model.cell, inputs=input_count(arrays), steps_per_execution=batches_per_call,
-            scaling=scaling_statistics(arrays) if params.scales() else None,
+            params.model.cell, inputs=windows.inputs, steps_per_execution=batches_per_call,
+            scaling=windows.scaling_statistics() if params.scales() else None,
             residual=params.residual(), attention=params.model.attention,
             loss=params.train.loss)
         fitted = (free_running_trainer(model) if params.train.decoding == "free_running"
                   else model)
-    return model, fitted, history_table(fit(fitted, train, validation, params.train,
+    return model, fitted, history_table(fit(fitted, windows.train.stretch,
+                                            windows.validation.stretch, params.train,
                                             callbacks))
 
 
@@ -111,11 +103,11 @@ def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> N
     write_table(history, paths.HISTORY)
 
 
-def log_models(model: keras.Model, predictor: keras.Model, arrays: dict[str, np.ndarray],
+def log_models(model: keras.Model, predictor: keras.Model, windows: Windows,
                registered_model: str) -> dict[str, str]:
     """Log both models, two validation windows as their examples, and register the
     predictor; return their URIs and its version, as run.json records them."""
-    examples = split_windows(arrays, "validation", slice(0, 2))
+    examples = windows.validation.windows(slice(0, 2))
     encoder_in, decoder_in = examples["encoder_in"], examples["decoder_in"]
     trained = logged.log_keras_model(model, "model",
                                      {ENCODER_IN: encoder_in, DECODER_IN: decoder_in})
@@ -129,7 +121,7 @@ def main() -> None:
     """Train, save the models and history, and record everything in an MLflow run: a new
     one, or the run of a killed training that this one resumes (pipeline.resume)."""
     params = load_params()
-    arrays = read_arrays(paths.WINDOWS, ARRAY_NAMES)
+    windows = Windows.read(paths.WINDOWS)
     keras.config.disable_interactive_logging()  # no progress bars in DVC's log...
     logging.getLogger("absl").setLevel(logging.WARNING)  # ...nor from MLflow's predict()
     backup = resume.backup_folder(params)
@@ -141,13 +133,13 @@ def main() -> None:
         run_id = run.info.run_id
         resume.record_run(backup, run_id, choice.resumes)
         if not resumed:
-            start_records(params, arrays)
+            start_records(params, windows)
         done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
-        images = PredictionImages(arrays, params.train.epochs, params.train.prediction_images,
+        images = PredictionImages(windows, params.train.epochs, params.train.prediction_images,
                                   done)
         stopping = early_stopping(params.used().train)
         started = time.perf_counter()
-        model, fitted, _ = train_model(params, arrays, [
+        model, fitted, _ = train_model(params, windows, [
             *([stopping] if stopping else []), logged.EpochMetrics(done),
             EpochProgress(params.train.epochs), images, *stop_requests(),
             # Last: it backs up the state the others have left after each epoch.
@@ -160,7 +152,7 @@ def main() -> None:
                      else images.predictor or build_predictor(model))
         save(model, predictor, history)
         RunRecord(run_id, run.info.experiment_id,
-                  **log_models(model, predictor, arrays, params.tracking.registered_model)
+                  **log_models(model, predictor, windows, params.tracking.registered_model)
                   ).write()
     resume.remove(backup)
     last = history.iloc[-1]
@@ -174,14 +166,14 @@ def stop_requests() -> list[keras.callbacks.Callback]:
     return [StopWhenAsked(Path(stop_file))] if stop_file else []
 
 
-def start_records(params: Params, arrays: dict[str, np.ndarray]) -> None:
+def start_records(params: Params, windows: Windows) -> None:
     """Log a new run's params (with `used.<key>`: what each `auto` value stood for) and its
     three datasets."""
     tracking.log_params({**params.flat(paths.STAGES["train"].params),
                          **{f"used.{key}": value for key, value in params.resolved().items()}})
     mlflow.set_tag(registry.DATA_TAG, registry.data_digest(params))  # what champion compares
-    for name in SPLITS:
-        logged.log_dataset(name, split_stretch(arrays, name), SERIES_OF[name])
+    for split in windows.splits():
+        logged.log_dataset(split.name, split.stretch, SERIES_OF[split.name])
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.cli import run_stage
-from pipeline.data import SPLITS, Series, cut_splits, input_columns
+from pipeline.data import Series, input_columns
 from pipeline.errors import InputError
-from pipeline.files import read_series, write_arrays
+from pipeline.files import read_series
 from pipeline.params import load_params
+from pipeline.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ def main() -> None:
     """Read data/series/*.csv and write data/windows/windows.npz."""
     params = load_params()
     steps = params.window.steps
-    arrays = cut_splits(read_windowable(paths.TRAIN_SERIES, steps),
-                        read_windowable(paths.TEST_SERIES, steps), steps,
-                        params.window.validation_fraction)
-    write_arrays(arrays, paths.WINDOWS)
-    log.info("wrote %s", ", ".join(
-        f"{split}: {len(arrays[f'{split}.x']) - steps + 1} windows" for split in SPLITS))
+    windows = Windows.cut(read_windowable(paths.TRAIN_SERIES, steps),
+                          read_windowable(paths.TEST_SERIES, steps), steps,
+                          params.window.validation_fraction)
+    windows.write(paths.WINDOWS)
+    log.info("wrote %s", ", ".join(f"{split.name}: {split.count} windows"
+                                   for split in windows.splits()))
 
 
 if __name__ == "__main__":
