@@ -20,12 +20,12 @@ from pipeline.windows import Windows
 STEPS, UNITS = 24, 10  # the seed's; the benchmark runs on default params
 
 
-def _split(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, ...]:
+def _split(arrays: Windows, name: str) -> tuple[np.ndarray, ...]:
     windows = arrays.split(name).windows()
     return windows["encoder_in"], windows["decoder_in"], windows["target"]
 
 
-def _repo_arrays(repo: Path) -> dict[str, np.ndarray]:
+def _repo_arrays(repo: Path) -> Windows:
     return Windows.read(repo / paths.WINDOWS)
 
 
@@ -47,7 +47,7 @@ def _epoch_timer() -> Any:
     return EpochTimer()
 
 
-def _seed_style_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
+def _seed_style_fit(arrays: Windows, seed: int, epochs: int,
                     batch_size: int) -> dict[str, Any]:
     """Time the seed's `fit` on NumPy arrays with validation_split=0.2."""
     import keras  # noqa: PLC0415 - timed tasks import TensorFlow only when they run
@@ -74,7 +74,7 @@ def _seed_style_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
             "test_free_run_mse": float(np.mean((np.stack(outputs, 1) - target) ** 2))}
 
 
-def _project_fit(arrays: dict[str, np.ndarray], seed: int, epochs: int,
+def _project_fit(arrays: Windows, seed: int, epochs: int,
                  batch_size: int) -> dict[str, Any]:
     """Time the train stage's model and `fit` (windows streamed from the series) on the
     same windows and split."""
@@ -115,7 +115,7 @@ def project_fit(repo: Path, seed: int) -> dict[str, Any]:
     return _project_fit(_repo_arrays(repo), seed, 80, 16)
 
 
-def _scale_arrays(points: int) -> dict[str, np.ndarray]:
+def _scale_arrays(points: int) -> Windows:
     """Windows of a sin→cos series of `points` points with the seed's spacing."""
     x = np.arange(points) * (6 * np.pi / 99)
     series = sample_series("sin", "cos", x)

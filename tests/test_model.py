@@ -188,7 +188,7 @@ def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
         load_model(path)
 
 
-def small_arrays(inputs: int = 2) -> dict[str, np.ndarray]:
+def small_arrays(inputs: int = 2) -> Windows:
     """Return windows.npz arrays of a 40-point series with `inputs` input columns."""
     rng = np.random.default_rng(8)
     series = {"x": np.arange(40.0), "input": rng.normal(size=(40, inputs)),
@@ -217,7 +217,7 @@ def test_streamed_windows_equal_the_arrays_of_every_split(split: str, windows_ke
                                   expected["target"])
 
 
-def epoch_targets(arrays: dict[str, np.ndarray], seed: int, first: int, epochs: int
+def epoch_targets(arrays: Windows, seed: int, first: int, epochs: int
                   ) -> list[np.ndarray]:
     """Return the training targets in the order each of `epochs` epochs draws them, for a
     fit whose first epoch is `first`."""

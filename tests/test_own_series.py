@@ -238,7 +238,7 @@ def test_your_series_from_csv_to_served_champion_as_readme_says(
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
                "models:/sin-cos-seq2seq@champion", "--env-manager", "local", "-h",
                "127.0.0.1", "-p", str(port)]
-    window = Windows.read(repo / WINDOWS)["test.input"][:8]  # (steps, 2)
+    window = Windows.read(repo / WINDOWS).test.input[:8]  # (steps, 2)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
     with listening(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve",
                    cwd=tmp_path, env=env, timeout=120):

@@ -33,7 +33,7 @@ def damped(points: int, offset: float = 0.0) -> dict[str, np.ndarray]:
     return {"x": x, "input": inputs, "target": 100 + 40 * decay * np.cos(x)}
 
 
-def arrays_of(scale: float = 1.0) -> dict[str, np.ndarray]:
+def arrays_of(scale: float = 1.0) -> Windows:
     """Return windows.npz arrays of the damped series, every value times `scale`."""
     def scaled(series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**series, "input": series["input"] * scale, "target": series["target"] * scale}
@@ -83,7 +83,7 @@ def test_a_saved_scaled_predictor_loads_in_safe_mode(tmp_path: Path) -> None:
         keras.ops.convert_to_numpy(predictor(encoder_in)), rtol=1e-6)
 
 
-def train_and_evaluate(params: Any, arrays: dict[str, np.ndarray]
+def train_and_evaluate(params: Any, arrays: Windows
                        ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Train with the stage's own function, evaluate the predictor; return the metrics and
     the test predictions."""
