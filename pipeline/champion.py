@@ -35,8 +35,14 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    """Crown the chosen version and say which it is."""
-    arguments = parse_arguments()
+    """Crown the chosen version and say which it is (a login that may only read is
+    refused in one line)."""
+    with store.refusals():
+        crown(parse_arguments())
+
+
+def crown(arguments: argparse.Namespace) -> None:
+    """Crown the version `arguments` name, or the best on validation."""
     params = load_params()
     name, experiment = params.tracking.registered_model, params.tracking.experiment
     store.connect()

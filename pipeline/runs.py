@@ -52,6 +52,12 @@ class Choice:
 def choose(stage: str, experiment: str, backup: tuple[str, int] | None = None) -> Choice:
     """Return the run `stage` writes into. `train` passes its backup's record (run id,
     resumes before), if any; the other stages read run.json."""
+    with store.refusals():
+        return _choose(stage, experiment, backup)
+
+
+def _choose(stage: str, experiment: str, backup: tuple[str, int] | None) -> Choice:
+    """`choose`, its refusals left to the caller."""
     if stage == "train":
         return _training_choice(store.experiment_id(experiment), backup)
     store.connect()
@@ -101,12 +107,15 @@ def opened(choice: Choice, params: Mapping[str, Any] | None = None
         # System metrics: CPU, memory and disk over the run, beside its loss in the UI. Its
         # monitor's INFO lines (started, no GPU, stopping, stopped) are noise in a log.
         logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    if choice.run_id:
-        run = mlflow.start_run(run_id=choice.run_id, log_system_metrics=training or None)
-    else:
-        tags = run_tags() | ({MODEL_RUN_TAG: choice.model_run} if choice.model_run else {})
-        run = mlflow.start_run(experiment_id=choice.experiment_id, tags=tags,
-                               run_name=dvc_experiment(), log_system_metrics=training or None)
+    with store.refusals():  # a login that may only read is refused here, before any work
+        if choice.run_id:
+            run = mlflow.start_run(run_id=choice.run_id, log_system_metrics=training or None)
+        else:
+            tags = run_tags() | ({MODEL_RUN_TAG: choice.model_run} if choice.model_run
+                                 else {})
+            run = mlflow.start_run(experiment_id=choice.experiment_id, tags=tags,
+                                   run_name=dvc_experiment(),
+                                   log_system_metrics=training or None)
     with _ending(run.info.run_id):
         if choice.kind == "resumed":
             mlflow.set_tag(RESUMES_TAG, str(choice.resumes))

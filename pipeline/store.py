@@ -77,6 +77,25 @@ def check_reachable(uri: str) -> None:
 
 
 @contextmanager
+def refusals() -> Iterator[None]:
+    """Turn a tracking server's refusal (no login, or a login that may only read) into one
+    line naming the server and the user, never the password."""
+    try:
+        yield
+    except MlflowException as err:
+        if err.error_code not in {"UNAUTHENTICATED", "PERMISSION_DENIED"}:
+            raise
+        where, user = shown(tracking_uri()), os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if err.error_code == "UNAUTHENTICATED":
+            reason = (f"refused the login of {user!r}" if user else "needs a login: set "
+                      "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        else:
+            reason = (f"lets {user!r} read but not write here; ask its admin for EDIT "
+                      f"on the experiment and the registered model")
+        raise PipelineError(f"MLflow tracking server {where} {reason}") from None
+
+
+@contextmanager
 def _creation_lock(uri: str) -> Iterator[None]:
     """Hold a lock beside a local SQLite store while its schema or experiment is created.
 

@@ -200,13 +200,14 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, *options: str) -> Iterator[str]:
+def mlflow_server(backend_uri: str, *options: str, env: dict[str, str] | None = None
+                  ) -> Iterator[str]:
     """Run `mlflow server` on 127.0.0.1 at a free port until the block ends; yield its URI."""
     uri = f"http://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
                "--port", uri.rsplit(":", 1)[1], "--backend-store-uri", backend_uri,
                "--workers", "1", *options]
-    with listening(command, f"{uri}/health", "mlflow server"):
+    with listening(command, f"{uri}/health", "mlflow server", env=env):
         yield uri
 
 

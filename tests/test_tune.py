@@ -15,8 +15,9 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import logged_image_steps, mlflow_server, run, write_params
+from conftest import logged_image_steps, run, write_params
 from mlflow.tracking import MlflowClient
+from postgres import MEMBERS, READER, admit_team, login, postgres_cluster, team_server
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,10 @@ def experiments(clone: Path) -> set[str]:
 
 
 def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
-        repo: Path, tmp_path: Path, tiny_params: dict[str, Any]) -> None:
+        repo: Path, tmp_path: Path, tiny_params: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The team's stack: the study and MLflow's runs in PostgreSQL, MLflow's logins, served
+    # artifacts; two machines (clones), each with its own login.
     (repo / "tune.yaml").write_text(yaml.safe_dump(SPACE), encoding="utf-8")
     (repo / "failing.yaml").write_text(yaml.safe_dump(FAILING), encoding="utf-8")
     run(["git", "add", "-A"], repo)
@@ -56,28 +60,32 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
     second = tmp_path / "second"
     run(["git", "clone", "-q", str(repo), str(second)], tmp_path)
     params_before = (repo / "params.yaml").read_text()
-    storage = f"sqlite:///{repo / 'tune.db'}"  # the first clone's default storage
-    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-                       str(tmp_path / "artifacts")) as server:
-        env = {**os.environ, "MLFLOW_TRACKING_URI": server}
+    name, model = (tiny_params["tracking"][key] for key in ("experiment", "registered_model"))
+    with postgres_cluster() as cluster, team_server(cluster, tmp_path / "server") as server:
+        storage = cluster.create("optuna")
+        admit_team(server, name, model)
+        alice, bob = ({**os.environ, "MLFLOW_TRACKING_URI": server, **login(user)}
+                      for user in ("alice", "bob"))
         # A trial that fails is recorded with its reason; a study with no completed trial
         # fails, in one line, and the failed trial does not count next time.
-        failing = run([*TUNE, "--trials", "1", "--space", "failing.yaml"], repo, env=env,
-                      check=False)
+        failing = run([*TUNE, "--trials", "1", "--space", "failing.yaml", "--storage",
+                       storage], repo, env=alice, check=False)
         assert failing.returncode == 2
         assert "train.devices = 3 is invalid" in failing.stderr
         assert failing.stderr.strip().splitlines()[-1].endswith(
             "error: no trial of study probe completed; each failed trial's reason is above "
             "and in its log under .dvc/tmp/pipeline-tune-logs")
         with ThreadPoolExecutor(2) as workers:
-            first = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--jobs", "2"], repo,
-                                   env=env, timeout=900)
+            first = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--jobs", "2",
+                                         "--storage", storage], repo, env=alice, timeout=900)
             joined = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--storage", storage],
-                                    second, env=env, timeout=900)
+                                    second, env=bob, timeout=900)
             outputs = [first.result().stderr, joined.result().stderr]
         assert "study probe: 0 trials so far, running 3" in outputs[0] + outputs[1]
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", MEMBERS["alice"])
         client = MlflowClient(server)
-        experiment = client.get_experiment_by_name(tiny_params["tracking"]["experiment"])
+        experiment = client.get_experiment_by_name(name)
         runs = client.search_runs([experiment.experiment_id],
                                   f"tags.`pipeline.study` = '{STUDY}'")
         trials = study_trials(storage)
@@ -86,17 +94,52 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
         check_experiments(repo, second, complete)
         check_runs(client, runs, complete)
         # The champion is the best on validation, as the study's best trial is.
-        run([sys.executable, "-m", "pipeline.champion"], repo, env=env)
+        run([sys.executable, "-m", "pipeline.champion"], repo, env=alice)
         best = min(complete, key=lambda trial: trial.value)
-        crowned = client.get_model_version_by_alias(
-            tiny_params["tracking"]["registered_model"], "champion")
+        crowned = client.get_model_version_by_alias(model, "champion")
         assert client.get_run(crowned.run_id).data.tags["pipeline.trial"] == str(best.number)
+        before = len(client.search_runs([experiment.experiment_id]))
+        check_reader_and_stranger(server, second, model)
+        assert len(client.search_runs([experiment.experiment_id])) == before  # none added
     # The workspaces are as they were: no param changed, nothing ran there.
     assert (repo / "params.yaml").read_text() == params_before
     for clone in (repo, second):
         assert run(["git", "status", "--porcelain"], clone).stdout == ""
         assert not (clone / "data" / "metrics" / "metrics.json").exists()
     assert run(["git", "check-ignore", "tune.db"], repo).stdout.strip() == "tune.db"
+
+
+LOAD_CHAMPION = """
+import sys, mlflow, numpy as np
+model = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}@champion")
+print(model.predict(np.zeros((1, 8, 1), np.float32)).shape)
+"""
+
+
+def check_reader_and_stranger(server: str, clone: Path, model: str) -> None:
+    """On a third machine (a clone of `clone`), a reader loads the champion through the
+    server (artifacts served, nothing local) but may not train or crown; without a login
+    nothing is read. Each refusal is one line
+    naming the server, never a password, and leaves nothing written."""
+    elsewhere = clone.parent / "third-machine"
+    run(["git", "clone", "-q", str(clone), str(elsewhere)], clone.parent)
+    reader = {**os.environ, "MLFLOW_TRACKING_URI": server, **READER}
+    loaded = run([sys.executable, "-c", LOAD_CHAMPION, model], elsewhere, env=reader)
+    assert loaded.stdout.strip().endswith("(1, 8, 1)")
+    stranger = {key: value for key, value in reader.items() if key not in READER}
+    refused = {"reader": f"MLflow tracking server {server} lets 'rita' read but not write",
+               "stranger": f"MLflow tracking server {server} needs a login: set "
+                           f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"}
+    for who, env, command in (
+            ("reader", reader, [*DVC, "repro"]),
+            ("reader", reader, [sys.executable, "-m", "pipeline.champion"]),
+            ("stranger", stranger, [sys.executable, "-m", "pipeline.champion"])):
+        done = run(command, elsewhere, env=env, check=False)
+        assert done.returncode != 0
+        (line,) = [line for line in done.stderr.splitlines() if " error: " in line]
+        assert refused[who] in line, line
+        assert READER["MLFLOW_TRACKING_PASSWORD"] not in done.stderr + done.stdout
+    assert not (elsewhere / "data" / "model" / "model.keras").exists()
 
 
 def check_trials(trials: list[optuna.trial.FrozenTrial], outputs: list[str]) -> None:
