@@ -68,12 +68,14 @@ def test_the_champion_answers_the_same_question_and_is_never_a_pruned_trial(
         registry.best_version(NAME, experiment, "no such data")
 
 
-def test_tags_carry_the_metrics(root: Path) -> None:
+def test_tags_carry_each_splits_free_running_mse(root: Path) -> None:
     store.connect()
     version = register(tracked_run("mine", 0.2))
-    registry.tag_version(NAME, version, {"test.free_run_mse": 0.2, "train.free_run_mse": 0.1})
+    registry.tag_version(NAME, version, {"test.free_run_mse": 0.2, "train.free_run_mse": 0.1,
+                                         "test.skill_vs_mean": 0.9})
     tags = MlflowClient().get_model_version(NAME, version).tags
     assert (tags["test.free_run_mse"], tags["train.free_run_mse"]) == ("0.2", "0.1")
+    assert "test.skill_vs_mean" not in tags  # on the run, not one request per version tag
 
 
 def test_no_evaluated_version_and_a_missing_version_are_one_line_errors(root: Path) -> None:
