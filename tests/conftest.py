@@ -52,6 +52,22 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# The longest tests (minutes each: a shared study, the team's stack), started first so
+# that no worker is left with one of them at the end while the other idles.
+LONGEST = ("test_tune.py::test_two_workers", "test_team.py::", "test_tune.py::")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest tests first, then the other real `dvc repro` runs, then the rest."""
+    def rank(item: pytest.Item) -> int:
+        for position, prefix in enumerate(LONGEST):
+            if prefix in item.nodeid:
+                return position
+        return len(LONGEST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: the files' own order within each rank
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment() -> Any:
     """Undo environment changes a test makes in-process.
