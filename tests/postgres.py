@@ -41,8 +41,12 @@ def binaries() -> Path:
 
 
 def as_server_user(command: list[str]) -> list[str]:
-    """Return `command` run as `postgres` when this process is root."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+    """Return `command` run as `postgres` when this process is root (util-linux's
+    `runuser`, in /usr/sbin: not on every root's PATH)."""
+    if os.geteuid() != 0:
+        return command
+    runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    return [runuser or "runuser", "-u", "postgres", "--", *command]
 
 
 def free_port() -> int:
