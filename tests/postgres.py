@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 ADMIN, PASSWORD = "admin", "admin-secret"
 # The MLflow server's own administrator (basic-auth), and its team: members may write the
@@ -140,9 +141,7 @@ def admit_team(uri: str, experiment: str, registered_model: str) -> None:
     from mlflow.server import get_app_client  # noqa: PLC0415
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
-    saved = {key: os.environ.get(key) for key in SERVER_ADMIN}
-    os.environ.update(SERVER_ADMIN)
-    try:
+    with patch.dict(os.environ, SERVER_ADMIN):  # the admin's login, for these calls only
         experiment_id = MlflowClient(uri).create_experiment(experiment)
         MlflowClient(uri).create_registered_model(registered_model)
         users = get_app_client("basic-auth", tracking_uri=uri)
@@ -152,9 +151,3 @@ def admit_team(uri: str, experiment: str, registered_model: str) -> None:
             users.grant_user_permission(user, "registered_model", registered_model, "EDIT")
         users.create_user(READER["MLFLOW_TRACKING_USERNAME"],
                           READER["MLFLOW_TRACKING_PASSWORD"])
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
