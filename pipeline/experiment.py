@@ -57,16 +57,15 @@ def failure_reason(lines: list[str]) -> str:
 
 @contextmanager
 def running(name: str, values: dict[str, Value], log_file: Path,
-            env: dict[str, str] | None = None,
-            stages: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
-    """Start DVC experiment `name` with params.yaml `values` set (through `stages` only,
-    if given), its output to `log_file`; yield its process while it runs, then wait for
-    it and raise ExperimentError with the reason if it failed. Leaving early (an error,
-    Ctrl-C) ends the experiment."""
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Start DVC experiment `name` with params.yaml `values` set, its output to
+    `log_file`; yield its process while it runs, then wait for it and raise
+    ExperimentError with the reason if it failed. Leaving early (an error, Ctrl-C) ends
+    the experiment."""
     settings = [argument for key, value in values.items()
                 for argument in ("-S", set_param(key, value))]
     command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp",
-               "--name", name, *settings, *stages]
+               "--name", name, *settings]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w", encoding="utf-8") as output, subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT,

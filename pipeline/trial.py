@@ -1,16 +1,10 @@
 """One trial of a tuning study: a DVC experiment, watched while it trains, pruned if hopeless.
 
-The trial's `train` logs `val_loss` to its MLflow run once per epoch, live. While the
-experiment runs, the study reads that curve from the run (found by its study and trial
-tags) and reports each new epoch to Optuna (`trial.report`); when the study's pruner says
-so (`trial.should_prune`), it asks `train` to stop by creating the trial's stop file,
-which `train` checks after each epoch (pipeline.training.StopWhenAsked). Training then
-ends cleanly, the experiment completes, and the trial ends PRUNED: a DVC experiment and
-an MLflow run tagged `pipeline.pruned`, with the epochs it trained. Optuna keeps the
-trial object in this process (optuna issue 2987), so the reports are made here.
-
-A trial records what the study needs to rank it, not every figure: it runs the pipeline
-up to `evaluate` with no prediction images (TRIAL_VALUES), unless the space sets them.
+While the experiment runs, its live `val_loss` (from its MLflow run) is reported to
+Optuna here (the trial object lives in this process: optuna issue 2987); when the pruner
+says so, a stop file asks `train` to end cleanly, and the trial ends PRUNED. A trial logs
+no prediction images and keeps its figures in DVC only; it runs every stage, so
+`dvc exp apply` restores all its outputs.
 """
 
 import logging
@@ -38,7 +32,6 @@ FAILURE_ATTR = "failure"  # a failed trial's reason, as a user attribute
 POLL_SECONDS = 2.0
 # What a trial leaves out, unless the space sets it: the study ranks trials on metrics.
 TRIAL_VALUES: dict[str, Value] = {"train.prediction_images": 0}
-TRIAL_STAGES = ("evaluate",)  # no `plot`: `dvc exp apply` and `dvc repro` draw them
 
 
 class TrialError(PipelineError):
@@ -111,8 +104,8 @@ def objective(trial: optuna.Trial, space: SearchSpace, study: str,
     env = {provenance.STUDY_ENV: study, provenance.TRIAL_ENV: str(trial.number),
            provenance.STOP_ENV: str(stop_file)}
     try:
-        with experiment.running(name, values, paths.TUNE_LOGS_DIR / f"{name}.log", env,
-                                TRIAL_STAGES) as process:
+        with experiment.running(name, values, paths.TUNE_LOGS_DIR / f"{name}.log",
+                                env) as process:
             pruned = watch(process, trial, curve, stop_file)
         found = experiment.metrics(name, (OBJECTIVE, REPORTED))
     except PipelineError as err:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.images import image_epochs
 from pipeline.params import parse_params
 from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
+from pipeline.provenance import STUDY_ENV
 from pipeline.registry import data_digest
 
 pytestmark = pytest.mark.slow
@@ -182,12 +184,13 @@ def check_model(repo: Path, tmp_path: Path) -> None:
         assert predictions.shape == (2, steps, 1) and np.isfinite(predictions).all(), name
 
 
-def imports_after_running(repo: Path, stage: str) -> set[str]:
+def imports_after_running(repo: Path, stage: str, env: dict[str, str] | None = None
+                          ) -> set[str]:
     """Run a stage to completion in a fresh interpreter; return the modules it loaded."""
     code = ("import importlib, sys; importlib.import_module('pipeline.stages.' + sys.argv[1])"
             ".main(); "
             "print(' '.join(sys.modules))")
-    return set(run([sys.executable, "-c", code, stage], repo).stdout.split())
+    return set(run([sys.executable, "-c", code, stage], repo, env=env).stdout.split())
 
 
 def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
@@ -206,6 +209,9 @@ def test_repro_tracks_every_result_and_reruns_only_what_an_edit_touches(
     for stage in ("generate", "window"):
         assert not {"tensorflow", "keras", "mlflow"} & imports_after_running(repo, stage), stage
     assert not {"tensorflow", "keras"} & imports_after_running(repo, "plot")
+    # A tuning trial's figures go to DVC only: no MLflow either.
+    trial = {**os.environ, STUDY_ENV: "a-study"}
+    assert not {"tensorflow", "mlflow"} & imports_after_running(repo, "plot", trial)
     assert "up to date" in run([*DVC, "status"], repo).stdout
     changed = run(["git", "status", "--porcelain"], repo).stdout.splitlines()
     # New to git: dvc.lock and data/, its folders holding only DVC's .gitignore files.

@@ -2,17 +2,18 @@
 
 1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
 predictions from the `plot.start_points` windows against the true target. Imports no
-TensorFlow.
+TensorFlow. A tuning trial's figures go to DVC only (its experiment stays complete for
+`dvc exp apply`; the study ranks trials on metrics), so it imports no MLflow either.
 """
 
 import logging
+import os
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline import paths, runs, tracking
+from pipeline import paths, provenance
 from pipeline.cli import run_stage
 from pipeline.errors import InputError
 from pipeline.figures import loss_figure, predictions_figure, series_figure
@@ -46,18 +47,32 @@ def draw(series: pd.DataFrame, history: pd.DataFrame, predictions: pd.DataFrame,
     }
 
 
+def save(drawn: dict[Path, Figure], dpi: int) -> None:
+    """Write each figure to its path."""
+    for path, figure in drawn.items():
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
+
+
 def main() -> None:
     """Draw the figures into data/plots/ and log them to the run."""
     params = load_params()
     drawn = draw(read_series(paths.TRAIN_SERIES),
                  read_table(paths.HISTORY, HISTORY_COLUMNS),
                  read_table(paths.PREDICTIONS, PREDICTION_COLUMNS), params.plot.start_points)
-    with runs.opened(runs.choose("plot", params.tracking.experiment), params.flat()):
-        tracking.log_params(params.flat(paths.STAGES["plot"].params))
-        for path, figure in drawn.items():
-            with atomic_path(path) as tmp:
-                figure.savefig(tmp, dpi=params.plot.dpi, bbox_inches="tight")
-            mlflow.log_artifact(str(path), "plots")
+    if os.environ.get(provenance.STUDY_ENV):
+        save(drawn, params.plot.dpi)
+    else:
+        import mlflow  # noqa: PLC0415 - slow to import, and a tuning trial does not need it
+
+        from pipeline import runs, tracking  # noqa: PLC0415 - they import MLflow
+
+        # The run first: a login that may not write stops the stage before any figure.
+        with runs.opened(runs.choose("plot", params.tracking.experiment), params.flat()):
+            tracking.log_params(params.flat(paths.STAGES["plot"].params))
+            save(drawn, params.plot.dpi)
+            for path in drawn:
+                mlflow.log_artifact(str(path), "plots")
     log.info("wrote %s", ", ".join(map(str, drawn)))
 
 
