@@ -159,6 +159,25 @@ def repo(tmp_path: Path, tiny_params: dict[str, Any]) -> Path:
     return repo
 
 
+def clone(origin: Path, into: Path) -> Path:
+    """Clone `origin` as a user would, with a git identity for experiment commits."""
+    run(["git", "clone", "-q", str(origin), str(into)], origin.parent)
+    run(["git", "config", "user.email", "member@example.com"], into)
+    run(["git", "config", "user.name", "member"], into)
+    return into
+
+
+def share(repo: Path, remote: Path, origin: Path | None = None) -> None:
+    """Give the repo a default DVC remote in a local folder, committed for every clone,
+    and, if given, a bare git repository `origin` to push to and clone from."""
+    run(["dvc", "remote", "add", "-d", "storage", str(remote)], repo)
+    run(["git", "commit", "-qam", "DVC remote"], repo)
+    if origin is not None:
+        run(["git", "init", "-q", "--bare", str(origin)], repo.parent)
+        run(["git", "remote", "add", "origin", str(origin)], repo)
+        run(["git", "push", "-q", "origin", "HEAD"], repo)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on."""
     with socket.socket() as probe:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import mlflow_server, run
+from conftest import clone, mlflow_server, run, share
 from mlflow.tracking import MlflowClient
 
 from pipeline.paths import METRICS, MODEL, PREDICTOR, STAGES
@@ -27,20 +27,6 @@ def ran(output: str) -> list[str]:
     """Return the stages a `dvc repro` or `dvc exp run` output says it ran."""
     return [line.split("'")[1] for line in output.splitlines()
             if line.startswith("Running stage '")]
-
-
-def clone(origin: Path, into: Path) -> Path:
-    """Clone `origin` as a user would, with a git identity for experiment commits."""
-    run(["git", "clone", "-q", str(origin), str(into)], origin.parent)
-    run(["git", "config", "user.email", "member@example.com"], into)
-    run(["git", "config", "user.name", "member"], into)
-    return into
-
-
-def share(repo: Path, remote: Path) -> None:
-    """Give the repo a default DVC remote in a local folder, committed for every clone."""
-    run([*DVC, "remote", "add", "-d", "storage", str(remote)], repo)
-    run(["git", "commit", "-qam", "DVC remote"], repo)
 
 
 def test_a_clone_pulls_the_results_and_reproduces_nothing(repo: Path, tmp_path: Path) -> None:
@@ -69,10 +55,7 @@ def experiment_table(home: Path) -> dict[str, dict[str, str]]:
 def test_experiments_run_on_two_machines_come_home(repo: Path, tmp_path: Path,
                                                    tiny_params: dict[str, Any]) -> None:
     origin = tmp_path / "origin.git"
-    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
-    share(repo, tmp_path / "dvc-remote")
-    run(["git", "remote", "add", "origin", str(origin)], repo)
-    run(["git", "push", "-q", "origin", "HEAD"], repo)
+    share(repo, tmp_path / "dvc-remote", origin)
     seeds = {"seed-7": 7, "seed-8": 8}
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}",
                        "--artifacts-destination", str(tmp_path / "server-artifacts")) as server:

@@ -5,6 +5,7 @@ no plot stage); a trial that fails is recorded with its reason and does not coun
 best trial is chosen on validation, and so is the champion. A hopeless trial is pruned
 while it trains; `--timeout` stops starting trials."""
 
+import json
 import os
 import re
 import sys
@@ -15,9 +16,11 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import logged_image_steps, run, write_params
+from conftest import clone, logged_image_steps, run, share, write_params
 from mlflow.tracking import MlflowClient
 from postgres import MEMBERS, READER, admit_team, login, postgres_cluster, team_server
+
+from pipeline.paths import METRICS, MODEL, STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +60,10 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
     (repo / "failing.yaml").write_text(yaml.safe_dump(FAILING), encoding="utf-8")
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "search spaces"], repo)
-    second = tmp_path / "second"
-    run(["git", "clone", "-q", str(repo), str(second)], tmp_path)
+    # One git remote and one DVC remote (folders here) for every machine.
+    origin = tmp_path / "origin.git"
+    share(repo, tmp_path / "dvc-remote", origin)
+    second = clone(origin, tmp_path / "second")
     params_before = (repo / "params.yaml").read_text()
     name, model = (tiny_params["tracking"][key] for key in ("experiment", "registered_model"))
     with postgres_cluster() as cluster, team_server(cluster, tmp_path / "server") as server:
@@ -93,19 +98,21 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
         complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
         check_experiments(repo, second, complete)
         check_runs(client, runs, complete)
+        for machine in (repo, second):  # each shares its trials' experiments
+            run([*DVC, "exp", "push", "origin"], machine)
         # The champion is the best on validation, as the study's best trial is.
         run([sys.executable, "-m", "pipeline.champion"], repo, env=alice)
         best = min(complete, key=lambda trial: trial.value)
         crowned = client.get_model_version_by_alias(model, "champion")
         assert client.get_run(crowned.run_id).data.tags["pipeline.trial"] == str(best.number)
         before = len(client.search_runs([experiment.experiment_id]))
-        check_reader_and_stranger(server, second, model)
+        check_reader_and_stranger(server, clone(origin, tmp_path / "third"), model, complete)
         assert len(client.search_runs([experiment.experiment_id])) == before  # none added
     # The workspaces are as they were: no param changed, nothing ran there.
     assert (repo / "params.yaml").read_text() == params_before
-    for clone in (repo, second):
-        assert run(["git", "status", "--porcelain"], clone).stdout == ""
-        assert not (clone / "data" / "metrics" / "metrics.json").exists()
+    for machine in (repo, second):
+        assert run(["git", "status", "--porcelain"], machine).stdout == ""
+        assert not (machine / METRICS).exists()
     assert run(["git", "check-ignore", "tune.db"], repo).stdout.strip() == "tune.db"
 
 
@@ -116,30 +123,44 @@ print(model.predict(np.zeros((1, 8, 1), np.float32)).shape)
 """
 
 
-def check_reader_and_stranger(server: str, clone: Path, model: str) -> None:
-    """On a third machine (a clone of `clone`), a reader loads the champion through the
-    server (artifacts served, nothing local) but may not train or crown; without a login
-    nothing is read. Each refusal is one line
-    naming the server, never a password, and leaves nothing written."""
-    elsewhere = clone.parent / "third-machine"
-    run(["git", "clone", "-q", str(clone), str(elsewhere)], clone.parent)
+def check_reader_and_stranger(server: str, third: Path, model: str,
+                              complete: list[optuna.trial.FrozenTrial]) -> None:
+    """On a third machine (a clone of the shared git remote), a reader loads the champion
+    through the server (artifacts served, nothing local) and brings the best trial's
+    outputs back from the DVC remote, but may not train or crown; without a login
+    nothing is read. Each refusal is one line naming the server, never a password, and
+    leaves nothing written."""
     reader = {**os.environ, "MLFLOW_TRACKING_URI": server, **READER}
-    loaded = run([sys.executable, "-c", LOAD_CHAMPION, model], elsewhere, env=reader)
+    loaded = run([sys.executable, "-c", LOAD_CHAMPION, model], third, env=reader)
     assert loaded.stdout.strip().endswith("(1, 8, 1)")
     stranger = {key: value for key, value in reader.items() if key not in READER}
     refused = {"reader": f"MLflow tracking server {server} lets 'rita' read but not write",
                "stranger": f"MLflow tracking server {server} needs a login: set "
                            f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"}
-    for who, env, command in (
-            ("reader", reader, [*DVC, "repro"]),
-            ("reader", reader, [sys.executable, "-m", "pipeline.champion"]),
-            ("stranger", stranger, [sys.executable, "-m", "pipeline.champion"])):
-        done = run(command, elsewhere, env=env, check=False)
+
+    def refuses(who: str, env: dict[str, str], command: list[str]) -> None:
+        done = run(command, third, env=env, check=False)
         assert done.returncode != 0
         (line,) = [line for line in done.stderr.splitlines() if " error: " in line]
         assert refused[who] in line, line
         assert READER["MLFLOW_TRACKING_PASSWORD"] not in done.stderr + done.stdout
-    assert not (elsewhere / "data" / "model" / "model.keras").exists()
+
+    refuses("reader", reader, [*DVC, "repro"])  # at train: no model written
+    assert not (third / MODEL).exists()
+    refuses("reader", reader, [sys.executable, "-m", "pipeline.champion"])
+    refuses("stranger", stranger, [sys.executable, "-m", "pipeline.champion"])
+    # Every completed trial is on the shared git remote once; the best one's outputs
+    # come back from the DVC remote, as it measured them, without training.
+    shared = run([*DVC, "exp", "list", "origin", "--name-only"], third).stdout.split()
+    assert len(shared) == len(set(shared))
+    assert {trial.user_attrs["experiment"] for trial in complete} <= set(shared)
+    best = min(complete, key=lambda trial: trial.value)
+    run([*DVC, "exp", "pull", "origin", best.user_attrs["experiment"]], third)
+    run([*DVC, "exp", "apply", best.user_attrs["experiment"]], third)
+    measured = json.loads((third / METRICS).read_text())
+    assert measured["validation"]["free_run_mse"] == pytest.approx(best.value)
+    assert all((third / path).is_file() for path in STAGES["plot"].writes)
+    assert "Running stage" not in run([*DVC, "repro"], third, env=reader).stdout
 
 
 def check_trials(trials: list[optuna.trial.FrozenTrial], outputs: list[str]) -> None:
