@@ -28,12 +28,22 @@ def entries(stage: dict[str, Any], kind: str) -> set[str]:
     return {next(iter(item)) if isinstance(item, dict) else item for item in stage.get(kind, [])}
 
 
-def imported(*modules: str) -> dict[str, Any]:
-    """Import pipeline modules in a fresh interpreter; return its pipeline and heavy modules."""
+def lazily_imported(stage: str) -> list[str]:
+    """Return the pipeline modules a stage imports inside a function (only when it runs)."""
+    tree = ast.parse((ROOT / "pipeline" / "stages" / f"{stage}.py").read_text(encoding="utf-8"))
+    return [f"pipeline.{alias.name}" for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "pipeline"
+            and node.col_offset > 0 for alias in node.names]
+
+
+def imported(stage: str) -> dict[str, Any]:
+    """Import a stage and the modules it imports lazily in a fresh interpreter; return its
+    pipeline and heavy modules."""
     code = ("import importlib, json, sys\nfor name in sys.argv[1:]: "
-            "importlib.import_module('pipeline.stages.' + name)\n"
+            "importlib.import_module(name)\n"
             "print(json.dumps(sorted(sys.modules)))")
-    modules = json.loads(run([sys.executable, "-c", code, *modules], ROOT).stdout)
+    modules = json.loads(run([sys.executable, "-c", code, f"pipeline.stages.{stage}",
+                              *lazily_imported(stage)], ROOT).stdout)
     return {
         "files": {name.replace(".", "/") + ".py" for name in modules
                   if name.startswith("pipeline.") and name != "pipeline.stages"},
