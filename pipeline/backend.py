@@ -1,16 +1,9 @@
 """Keras and its TensorFlow backend, imported once, without the CUDA probe's noise.
 
-Every module of the package that needs them imports them from here
-(`from pipeline.backend import keras, tf`; ruff's import order keeps that line first), so
-TensorFlow's documented log-level variable is set in this one place before TensorFlow
-loads. It hides TensorFlow's C++ INFO lines; warnings and errors still show.
-
-Some lines no log level hides, because TensorFlow writes them before absl's logging
-starts (TensorFlow issue 100442): on a machine without a GPU the CUDA probe's "Could not
-find cuda drivers" and its E line "failed call to cuInit"; on some CPUs (AMD EPYC, seen
-here) the INFO line "oneDNN custom operations are on". While the import and the device
-probe run, INFO lines (`I` and four digits) and those CUDA probe lines are dropped from
-what they write to stderr; warnings, other errors and anything else pass on.
+Import them from here (`from pipeline.backend import keras, tf`, first). TensorFlow's C++
+INFO lines, and the CUDA probe lines no log level hides (TensorFlow issue 100442), are
+dropped from stderr while the import and the device probe run; warnings and other errors
+pass on.
 """
 
 import os

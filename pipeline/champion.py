@@ -1,16 +1,11 @@
 """Command: move the `champion` alias to the best model version, or to one you name.
 
-    python -m pipeline.champion              # lowest validation.free_run_mse, see below
+    python -m pipeline.champion              # lowest validation.free_run_mse
     python -m pipeline.champion --version 3  # this version
 
-The best is chosen among the versions that answer params.yaml's question: trained on the
-same data (the same sampled functions, or the same CSV file and settings, and the same
-validation share: their validation MSEs compare and they take the same input columns),
-in the experiment, pruned tuning trials aside.
-
-Then `mlflow.pyfunc.load_model("models:/<tracking.registered_model>@champion")` and
-`mlflow models serve -m models:/<tracking.registered_model>@champion` use it. The store is
-the pipeline's (MLFLOW_TRACKING_URI, else mlflow.db under the project root).
+The best is chosen among the versions trained on params.yaml's data (same series, same
+validation share, same inputs), pruned trials aside; then `models:/<name>@champion` loads
+and serves it.
 """
 
 import argparse

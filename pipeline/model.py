@@ -1,14 +1,9 @@
 """The seed's Seq2Seq network in the Keras 3 Functional API: build, predict, load.
 
-Training is teacher-forced: the decoder sees the true previous target. Prediction is
-free-running: each decoder output is fed back as the next decoder input, starting from 0,
-exactly as the seed's per-step `predict()` loop does, but unrolled into one model (the
-predictor) so all windows decode in one batched call.
-
-With scaling, Keras `Normalization` layers standardise the inputs and the decoder's
-target history with the training split's statistics, and an inverted one maps the output
-back: both models take and return values in the user's units, and so does the served
-predictor.
+Training is teacher-forced; the predictor decodes free-running (each output fed back as
+the next decoder input, as the seed's per-step loop), unrolled into one batched model.
+Scaling, the residual head and attention live inside both models, so they take and
+return the user's units.
 """
 
 from pipeline.backend import keras, tf

@@ -1,13 +1,8 @@
 """Surviving a killed `train`: Keras' BackupAndRestore, kept where the next run finds it.
 
-The backup lives under the repository root (DVC_ROOT in experiments, so a queued
-experiment's temporary copy is not where it is lost), outside DVC's outputs, in a folder
-keyed by a digest of everything training depends on (its params, the windows, the
-package's code, the store) and by the DVC experiment's name: a changed param, code or
-data never resumes a stale backup, and parallel experiments never share one. Beside
-Keras' files it holds the MLflow run the training logs to, so a resumed training
-continues that run, and a TensorFlow checkpoint of what Keras' backup leaves out: the
-optimizer's and EarlyStopping's state.
+One folder per DVC experiment and digest of training's inputs (params, windows, code,
+store) under the repository root, so a stale backup never resumes. It also holds the
+MLflow run to continue and a checkpoint of the optimizer's and EarlyStopping's state.
 """
 
 from pipeline.backend import keras, tf

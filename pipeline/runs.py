@@ -1,17 +1,8 @@
 """Which MLflow run a stage writes into, decided in one place; the run opened and ended.
 
-`choose` answers for every stage. `train`: a new run, or the run of a killed training it
-resumes (its backup's record), if the store still has it. `evaluate` and `plot`: the run
-that trained the model (run.json); or, in a DVC experiment that reuses a model another
-run trained (its `train` skipped or restored from DVC's run-cache), the experiment's own
-run, which its first tracked stage creates with all its params, the training run's loss
-curves and metrics, and MODEL_RUN_TAG naming the training run. No stage writes into
-another experiment's run.
-
-`opened` starts the chosen run and ends it FINISHED, FAILED on an error, KILLED on Ctrl-C
-or SIGTERM; a run whose stage was SIGKILLed is closed KILLED by the next stage that
-tracks from the same working copy (pipeline.open_runs). Where runs are stored is
-pipeline.store's.
+`choose`: `train` gets a new run or the one its backup resumes; `evaluate` and `plot`
+the training run (run.json), or, in a DVC experiment that reuses another run's model,
+the experiment's own run. `opened` ends it FINISHED, FAILED or KILLED (docs/design.md).
 """
 
 import logging

@@ -3,17 +3,10 @@
     python -m pipeline.tune                       # trials until the study holds 30
     python -m pipeline.tune --trials 10 --jobs 2  # two trials at a time on this machine
     python -m pipeline.tune --timeout 15          # ... or until 15 minutes have passed
-    python -m pipeline.tune --storage postgresql://.../optuna  # a team's shared study
+    python -m pipeline.tune --storage postgresql+psycopg://.../optuna  # a team's study
 
-The search space and the pruner are tune.yaml. Each trial is one DVC experiment,
-`<study>-<trial>`, run outside the workspace, and one MLflow run tagged with the study and
-the trial (pipeline.trial); a hopeless one is pruned while it trains. Its objective is the
-experiment's validation free-running MSE; the test MSE is recorded beside it and never
-chosen on. A trial that fails is recorded FAIL with its reason, and the study goes on;
-failed trials do not count towards --trials, and a study with no completed trial exits
-with an error. The study lives in Optuna's RDB storage (default: tune.db, a SQLite file in
-the repository, ignored by git and DVC); every machine that runs this command on the same
-storage and study adds trials to it.
+tune.yaml holds the space and the pruner. Each trial is a DVC experiment `<study>-<n>`
+and an MLflow run tagged with study and trial, scored on validation free-running MSE.
 """
 
 import argparse

@@ -1,17 +1,9 @@
 """Windows as a type: each split's stretch of series, its window count, and its windows.
 
-For window i of a series: encoder input = input[i : i+steps], decoder target =
-target[i : i+steps], decoder input = the target shifted right by one step with 0 first
-(teacher forcing). The input may have several columns (k); the target has one. The
-seed makes `points - steps` windows per series (it drops the last full one). The last
-`validation_fraction` of the training windows are the validation split, as Keras'
-`validation_split` takes them; the test series gives the test windows.
-
-windows.npz stores, per split, only the stretch of series its windows cover (O(points),
-not O(points · steps)). Training and evaluation stream windows from those stretches
-(`Split.stretch`, cut by pipeline.training); `Split.windows` cuts a few chosen windows
-as arrays, and `prediction_table` lays their predictions out one row per window step.
-NumPy and pandas only.
+Window i: encoder input = input[i : i+steps], target = target[i : i+steps], decoder input
+= the target shifted right by one step, 0 first (teacher forcing). windows.npz stores
+only each split's stretch of series (O(points)); windows are cut from it when needed.
+NumPy and pandas only (docs/design.md, "Data flow").
 """
 
 import math

@@ -1,13 +1,8 @@
 """Stage `evaluate`: measure the saved models teacher-forced and free-running.
 
-Free-running is how the model is used: each output is fed back as the next decoder
-input, so errors compound. It streams every window of every split, in batches, through
-the saved predictor (the artifact logged and served) and the training model, and sums
-their scores with naive baselines' on the same windows (pipeline.metrics): the metrics
-cover every window, yet no split's predictions are held whole. predictions.csv, which
-`plot` and `dvc plots` draw, holds a bounded set of windows: the `plot.start_points` and
-`evaluate.sample_windows` spread evenly over each split. The metrics go to the run and,
-as tags, to the predictor's registered model version.
+Streams every window of every split through the saved predictor (the artifact served)
+and the training model, scored beside the naive baselines (pipeline.metrics); keeps a
+bounded set of windows in predictions.csv. Metrics go to the run and the model version.
 """
 
 from pipeline.backend import keras, tf

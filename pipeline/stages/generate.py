@@ -1,11 +1,8 @@
 """Stage `generate`: the training and held-out test series, as two tables.
 
-By default it samples functions: the seed's `x = linspace(-3π, 3π, 100)`, input sin(x),
-target cos(x), and a test series over an x range the model never sees. With
-`generate.source: csv` it reads the user's own series from a CSV instead, its last
-`test_rows` rows held out for test, its gaps handled as `generate.csv.missing` says, and
-checks it fits the windows before writing anything. NumPy and pandas only: this stage
-must not import TensorFlow or MLflow.
+Samples the seed's functions (sin → cos, and a test range never seen), or reads the
+user's CSV (`generate.source: csv`: last `test_rows` held out, gaps as `missing` says),
+checked against the windows before anything is written. No TensorFlow or MLflow.
 """
 
 import logging

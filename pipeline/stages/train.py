@@ -1,15 +1,8 @@
 """Stage `train`: fit the seed's Seq2Seq model with Keras' `fit` and open its MLflow run.
 
-Writes the training model, the predictor (the same weights, decoding free-running), the
-per-epoch history (a DVC plot) and run.json, the MLflow run that `evaluate` and `plot`
-add to. The run holds the params, provenance tags, its three datasets (pipeline.logged),
-`loss` and `val_loss` once per epoch (logged live by MLflow's Keras callback; epoch lines
-go to the stage's log), the free-running prediction figure at a few epochs (an MLflow
-image, pipeline.images), the machine's CPU and memory over time (MLflow's system
-metrics), and both models, logged with signatures: `model` takes [encoder_in, decoder_in] (teacher
-forcing), `predictor` maps input windows (batch, steps, k) to their free-running
-predictions (batch, steps, 1) and is registered as a new model version. Both take and
-return the user's units (scaling, if on, is inside them).
+Writes the training model, the predictor (same weights, free-running), the per-epoch
+history and run.json. The run holds params, provenance, datasets, live loss curves, a few
+prediction images, system metrics and both models (the predictor registered).
 """
 
 from pipeline.backend import keras
