@@ -2,6 +2,8 @@
 
 import contextlib
 import copy
+import csv
+import io
 import json
 import os
 import re
@@ -176,6 +178,13 @@ def share(repo: Path, remote: Path, origin: Path | None = None) -> None:
         run(["git", "init", "-q", "--bare", str(origin)], repo.parent)
         run(["git", "remote", "add", "origin", str(origin)], repo)
         run(["git", "push", "-q", "origin", "HEAD"], repo)
+
+
+def experiment_table(repo: Path) -> dict[str, dict[str, str]]:
+    """Return `dvc exp show`'s experiments as name -> column -> value."""
+    table = run(["dvc", "exp", "show", "--csv"], repo).stdout
+    return {row["Experiment"]: row for row in csv.DictReader(io.StringIO(table))
+            if row["Experiment"]}
 
 
 def free_port() -> int:

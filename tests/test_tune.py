@@ -16,11 +16,11 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import clone, logged_image_steps, run, share, write_params
+from conftest import clone, experiment_table, logged_image_steps, run, share, write_params
 from mlflow.tracking import MlflowClient
 from postgres import MEMBERS, READER, admit_team, login, postgres_cluster, team_server
 
-from pipeline.paths import METRICS, MODEL, STAGES
+from pipeline.paths import METRICS, STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def check_reader_and_stranger(server: str, third: Path, model: str,
                               complete: list[optuna.trial.FrozenTrial]) -> None:
     """On a third machine (a clone of the shared git remote), a reader loads the champion
     through the server (artifacts served, nothing local) and brings the best trial's
-    outputs back from the DVC remote, but may not train or crown; without a login
+    outputs back from the DVC remote, but may not log (a stage) or crown; without a login
     nothing is read. Each refusal is one line naming the server, never a password, and
     leaves nothing written."""
     reader = {**os.environ, "MLFLOW_TRACKING_URI": server, **READER}
@@ -145,8 +145,6 @@ def check_reader_and_stranger(server: str, third: Path, model: str,
         assert refused[who] in line, line
         assert READER["MLFLOW_TRACKING_PASSWORD"] not in done.stderr + done.stdout
 
-    refuses("reader", reader, [*DVC, "repro"])  # at train: no model written
-    assert not (third / MODEL).exists()
     refuses("reader", reader, [sys.executable, "-m", "pipeline.champion"])
     refuses("stranger", stranger, [sys.executable, "-m", "pipeline.champion"])
     # Every completed trial is on the shared git remote once; the best one's outputs
@@ -155,12 +153,21 @@ def check_reader_and_stranger(server: str, third: Path, model: str,
     assert len(shared) == len(set(shared))
     assert {trial.user_attrs["experiment"] for trial in complete} <= set(shared)
     best = min(complete, key=lambda trial: trial.value)
-    run([*DVC, "exp", "pull", "origin", best.user_attrs["experiment"]], third)
-    run([*DVC, "exp", "apply", best.user_attrs["experiment"]], third)
+    name = best.user_attrs["experiment"]
+    run([*DVC, "exp", "pull", "origin", name], third)
+    shown = experiment_table(third)[name]
+    assert float(shown["validation.free_run_mse"]) == pytest.approx(best.value, rel=1e-3)
+    assert float(shown["train.learning_rate"]) == pytest.approx(
+        best.params["train.learning_rate"], rel=1e-3)
+    run([*DVC, "exp", "apply", name], third)
     measured = json.loads((third / METRICS).read_text())
     assert measured["validation"]["free_run_mse"] == pytest.approx(best.value)
-    assert all((third / path).is_file() for path in STAGES["plot"].writes)
+    figures = {path: (third / path).read_bytes() for path in STAGES["plot"].writes}
     assert "Running stage" not in run([*DVC, "repro"], third, env=reader).stdout
+    # A stage that would log to the run stops before it writes a figure.
+    refuses("reader", reader, [*DVC, "repro", "--force", "--single-item", "plot"])
+    for path, drawn in figures.items():  # DVC removes a stage's outputs before it runs
+        assert not (third / path).exists() or (third / path).read_bytes() == drawn
 
 
 def check_trials(trials: list[optuna.trial.FrozenTrial], outputs: list[str]) -> None:
@@ -204,6 +211,7 @@ def check_runs(client: MlflowClient, runs: list[Any],
     for trial in complete:
         tracked = by_trial[str(trial.number)]
         assert tracked.data.tags["dvc.experiment"] == trial.user_attrs["experiment"]
+        assert tracked.info.run_name == trial.user_attrs["experiment"]
         assert tracked.data.params["tracking.trial"] == trial.user_attrs["experiment"]
         assert tracked.data.metrics["validation.free_run_mse"] == pytest.approx(trial.value)
         assert tracked.data.metrics["test.free_run_mse"] == pytest.approx(
