@@ -12,9 +12,11 @@ and an MLflow run tagged with study and trial, scored on validation free-running
 import argparse
 import logging
 import subprocess
+import threading
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -79,11 +81,48 @@ def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
         return 0
 
 
-def sampler(seed: int, held: int) -> optuna.samplers.BaseSampler:
-    """Return TPE seeded with `seed` plus the trials the study holds when this worker
-    joins: a study one worker runs one trial at a time is reproducible, and a worker
-    joining a study others have started does not draw their first trials again."""
-    return optuna.samplers.TPESampler(seed=seed + held)
+class TrialSeededTPE(optuna.samplers.BaseSampler):
+    """Optuna's TPE, its randomness for trial N seeded with `seed + N`.
+
+    A study one worker runs is reproducible, and workers that start together (each sees
+    an empty study) still draw different first trials: with one seed per worker they drew
+    the same ones. Each trial gets its own TPESampler; TPE keeps no state between trials
+    beyond the study's storage.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._by_trial: dict[int, optuna.samplers.TPESampler] = {}
+        self._lock = threading.Lock()  # `--jobs` runs trials in threads
+
+    def _tpe(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+        with self._lock:
+            if trial.number not in self._by_trial:
+                self._by_trial[trial.number] = optuna.samplers.TPESampler(
+                    seed=self.seed + trial.number)
+            return self._by_trial[trial.number]
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self._tpe(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._tpe(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                           param_name: str, param_distribution: Any) -> Any:
+        return self._tpe(trial).sample_independent(study, trial, param_name,
+                                                   param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._tpe(trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Any) -> None:
+        self._tpe(trial).after_trial(study, trial, state, values)
+        with self._lock:
+            self._by_trial.pop(trial.number, None)
 
 
 def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -169,7 +208,7 @@ def main() -> None:
     rdb = storage(arguments.storage)
     held = held_trials(rdb, name)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
-                                sampler=sampler(space.seed, held),
+                                sampler=TrialSeededTPE(space.seed),
                                 pruner=space.pruner.build(), load_if_exists=True)
     to_run = arguments.trials - held
     log.info("study %s: %d trials so far, running %d (%d at a time)%s", name, held,

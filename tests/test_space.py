@@ -15,7 +15,7 @@ from pipeline.experiment import failure_reason, set_param
 from pipeline.images import image_epochs
 from pipeline.params import load_params, parse_params
 from pipeline.space import load_space, parse_space
-from pipeline.tune import improvements, require_committed, sampler
+from pipeline.tune import TrialSeededTPE, improvements, require_committed
 
 
 def space(entries: dict[str, Any]) -> dict[str, Any]:
@@ -113,16 +113,23 @@ def test_the_best_so_far_curve_lists_each_improvement_once() -> None:
     assert improvements([trial(0, None)]) == []
 
 
-def test_one_worker_with_the_same_seed_draws_the_same_trials() -> None:
+def test_one_worker_with_the_same_seed_draws_the_same_trials_and_two_never_do() -> None:
     params = load_params(ROOT / "params.yaml")
     loaded = load_space(ROOT / "tune.yaml", params)
 
-    def draws(seed: int, held: int) -> list[dict[str, Any]]:
-        study = optuna.create_study(sampler=sampler(seed, held))
+    def draws(seed: int) -> list[dict[str, Any]]:
+        study = optuna.create_study(sampler=TrialSeededTPE(seed))
         return [loaded.suggest(study.ask()) for _ in range(3)]
 
-    assert draws(0, 0) == draws(0, 0)
-    assert draws(0, 0) != draws(0, 5)  # a worker joining a started study draws others
+    assert draws(0) == draws(0)
+    # Two workers that start together on one storage, each with tune.yaml's seed, draw
+    # different first trials (the study numbers their trials 0 and 1).
+    storage = optuna.storages.InMemoryStorage()
+    workers = [optuna.create_study(storage=storage, study_name="shared", load_if_exists=True,
+                                   sampler=TrialSeededTPE(0)) for _ in range(2)]
+    first, second = (loaded.suggest(worker.ask()) for worker in workers)
+    assert first != second
+    assert [first, second] == draws(0)[:2]  # as one worker would have drawn them
 
 
 def test_the_committed_pruner_is_optunas_median_pruner_with_its_own_keywords() -> None:
