@@ -34,7 +34,8 @@ SPACE = {"study": STUDY, "seed": 3, "space": {
 # No machine here has 3 devices: a trial in this space fails in `train`, as a bad
 # combination of a real search space would.
 FAILING = {**SPACE, "space": {**SPACE["space"], "train.devices": {"choices": [3]}}}
-TRIALS = 3  # shared by two workers, after one failing (failed trials do not count)
+TRIALS = 2  # one each for two workers, after one failing (failed trials do not count);
+# several trials at once on one machine (--jobs 2): README's study in test_own_series.py
 
 
 def study_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
@@ -81,12 +82,12 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
             "error: no trial of study probe completed; each failed trial's reason is above "
             "and in its log under .dvc/tmp/pipeline-tune-logs")
         with ThreadPoolExecutor(2) as workers:
-            first = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--jobs", "2",
-                                         "--storage", storage], repo, env=alice, timeout=900)
+            first = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--storage", storage],
+                                   repo, env=alice, timeout=900)
             joined = workers.submit(run, [*TUNE, "--trials", str(TRIALS), "--storage", storage],
                                     second, env=bob, timeout=900)
             outputs = [first.result().stderr, joined.result().stderr]
-        assert "study probe: 0 trials so far, running 3" in outputs[0] + outputs[1]
+        assert f"study probe: 0 trials so far, running {TRIALS}" in outputs[0] + outputs[1]
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", MEMBERS["alice"])
         client = MlflowClient(server)
@@ -116,23 +117,28 @@ def test_two_workers_share_one_study_of_dvc_experiments_and_tagged_runs(
     assert run(["git", "check-ignore", "tune.db"], repo).stdout.strip() == "tune.db"
 
 
-LOAD_CHAMPION = """
+# The champion, then every trial's model (one registered version each), through the server.
+LOAD_MODELS = """
 import sys, mlflow, numpy as np
-model = mlflow.pyfunc.load_model(f"models:/{sys.argv[1]}@champion")
-print(model.predict(np.zeros((1, 8, 1), np.float32)).shape)
+name = sys.argv[1]
+versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+for uri in [f"models:/{name}@champion", *(f"models:/{name}/{v.version}" for v in versions)]:
+    print(uri, mlflow.pyfunc.load_model(uri).predict(np.zeros((1, 8, 1), np.float32)).shape)
 """
 
 
 def check_reader_and_stranger(server: str, third: Path, model: str,
                               complete: list[optuna.trial.FrozenTrial]) -> None:
     """On a third machine (a clone of the shared git remote), a reader loads the champion
-    through the server (artifacts served, nothing local) and brings the best trial's
-    outputs back from the DVC remote, but may not log (a stage) or crown; without a login
-    nothing is read. Each refusal is one line naming the server, never a password, and
-    leaves nothing written."""
+    and every trial's model through the server (artifacts served, nothing local) and
+    brings the best trial's outputs back from the DVC remote, but may not log (a stage) or
+    crown; without a login nothing is read. Each refusal is one line naming the server,
+    never a password, and leaves nothing written."""
     reader = {**os.environ, "MLFLOW_TRACKING_URI": server, **READER}
-    loaded = run([sys.executable, "-c", LOAD_CHAMPION, model], third, env=reader)
-    assert loaded.stdout.strip().endswith("(1, 8, 1)")
+    loaded = run([sys.executable, "-c", LOAD_MODELS, model], third, env=reader).stdout
+    # The champion and one version per completed trial, each answering a window.
+    answers = [line.split()[-3:] for line in loaded.splitlines() if line.startswith("models:/")]
+    assert answers == [["(1,", "8,", "1)"]] * (1 + len(complete))
     stranger = {key: value for key, value in reader.items() if key not in READER}
     refused = {"reader": f"MLflow tracking server {server} lets 'rita' read but not write",
                "stranger": f"MLflow tracking server {server} needs a login: set "
@@ -226,7 +232,7 @@ def check_runs(client: MlflowClient, runs: list[Any],
 
 # Seeded so that TPE's first draws are a learning rate that trains (0.05), then one that
 # cannot (1e-6: the median pruner stops it), then 0.05 again.
-PRUNING = {"study": "pruning", "seed": 10,
+PRUNING = {"study": "pruning", "seed": 2,
            "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 5},
            "space": {"train.learning_rate": {"choices": [0.05, 0.000001]}}}
 EPOCHS = 1000  # long enough that the pruner sees the curve before it ends
