@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RESUMES_TAG = "pipeline.resumes"  # how many times a killed training continued this run
 MODEL_RUN_TAG = "pipeline.model_run"  # on an experiment's run: the run that trained its model
+MISSING = "RESOURCE_DOES_NOT_EXIST"  # MLflow's error code for a run the store lacks
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def _training_choice(experiment_id: str, backup: tuple[str, int] | None) -> Choi
         try:
             MlflowClient().get_run(backup[0])
             return Choice("resumed", experiment_id, backup[0], resumes=backup[1] + 1)
-        except MlflowException:
+        except MlflowException as err:
+            if err.error_code != MISSING:
+                raise
             log.warning("run %s of the training's backup is not in the store; starting "
                         "afresh", backup[0])
     return Choice("new", experiment_id)
@@ -82,6 +85,8 @@ def _stored_run(run_id: str) -> Run:
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as err:
+        if err.error_code != MISSING:  # a refused login, say: `store.refusals` words it
+            raise
         where = store.shown(mlflow.get_tracking_uri())
         raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store {where}; "
                          f"run `dvc repro -f train` to train and track a new one") from err
