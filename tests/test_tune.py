@@ -171,9 +171,10 @@ def check_reader_and_stranger(server: str, third: Path, model: str,
     figures = {path: (third / path).read_bytes() for path in STAGES["plot"].writes}
     assert "Running stage" not in run([*DVC, "repro"], third, env=reader).stdout
     # A stage that would log to the run stops before it writes a figure.
-    refuses("reader", reader, [*DVC, "repro", "--force", "--single-item", "plot"])
-    for path, drawn in figures.items():  # DVC removes a stage's outputs before it runs
-        assert not (third / path).exists() or (third / path).read_bytes() == drawn
+    for who, env in (("reader", reader), ("stranger", stranger)):
+        refuses(who, env, [*DVC, "repro", "--force", "--single-item", "plot"])
+        for path, drawn in figures.items():  # DVC removes a stage's outputs before it runs
+            assert not (third / path).exists() or (third / path).read_bytes() == drawn
 
 
 def check_trials(trials: list[optuna.trial.FrozenTrial], outputs: list[str]) -> None:
