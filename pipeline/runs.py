@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 RESUMES_TAG = "pipeline.resumes"  # how many times a killed training continued this run
 MODEL_RUN_TAG = "pipeline.model_run"  # on an experiment's run: the run that trained its model
-MISSING = "RESOURCE_DOES_NOT_EXIST"  # MLflow's error code for a run the store lacks
 
 
 @dataclass(frozen=True)
@@ -68,28 +67,33 @@ def _choose(stage: str, experiment: str, backup: tuple[str, int] | None) -> Choi
 
 def _training_choice(experiment_id: str, backup: tuple[str, int] | None) -> Choice:
     """Resume the backup's run if the store has it, else start a new one."""
+    if backup and _found(backup[0]):
+        return Choice("resumed", experiment_id, backup[0], resumes=backup[1] + 1)
     if backup:
-        try:
-            MlflowClient().get_run(backup[0])
-            return Choice("resumed", experiment_id, backup[0], resumes=backup[1] + 1)
-        except MlflowException as err:
-            if err.error_code != MISSING:
-                raise
-            log.warning("run %s of the training's backup is not in the store; starting "
-                        "afresh", backup[0])
+        log.warning("run %s of the training's backup is not in the store; starting afresh",
+                    backup[0])
     return Choice("new", experiment_id)
+
+
+def _found(run_id: str) -> Run | None:
+    """Return run `run_id` from the store, None if the store does not have it; any other
+    error (a refused login, say) is raised for `store.refusals` to word."""
+    try:
+        return MlflowClient().get_run(run_id)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
 
 
 def _stored_run(run_id: str) -> Run:
     """Return run `run_id` from the store, or fail naming it and the store."""
-    try:
-        return MlflowClient().get_run(run_id)
-    except MlflowException as err:
-        if err.error_code != MISSING:  # a refused login, say: `store.refusals` words it
-            raise
+    run = _found(run_id)
+    if run is None:
         where = store.shown(mlflow.get_tracking_uri())
         raise InputError(f"{paths.RUN}: MLflow run {run_id} is not in the store {where}; "
-                         f"run `dvc repro -f train` to train and track a new one") from err
+                         f"run `dvc repro -f train` to train and track a new one")
+    return run
 
 
 @contextmanager

@@ -12,7 +12,6 @@ and an MLflow run tagged with study and trial, scored on validation free-running
 import argparse
 import logging
 import subprocess
-import threading
 import warnings
 from functools import partial
 from pathlib import Path
@@ -92,15 +91,14 @@ class TrialSeededTPE(optuna.samplers.BaseSampler):
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        # `--jobs` runs trials in threads, each its own trial number: no key is shared.
         self._by_trial: dict[int, optuna.samplers.TPESampler] = {}
-        self._lock = threading.Lock()  # `--jobs` runs trials in threads
 
     def _tpe(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
-        with self._lock:
-            if trial.number not in self._by_trial:
-                self._by_trial[trial.number] = optuna.samplers.TPESampler(
-                    seed=self.seed + trial.number)
-            return self._by_trial[trial.number]
+        if trial.number not in self._by_trial:
+            self._by_trial[trial.number] = optuna.samplers.TPESampler(
+                seed=self.seed + trial.number)
+        return self._by_trial[trial.number]
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -121,8 +119,7 @@ class TrialSeededTPE(optuna.samplers.BaseSampler):
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                     state: optuna.trial.TrialState, values: Any) -> None:
         self._tpe(trial).after_trial(study, trial, state, values)
-        with self._lock:
-            self._by_trial.pop(trial.number, None)
+        self._by_trial.pop(trial.number, None)
 
 
 def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
