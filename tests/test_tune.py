@@ -236,7 +236,10 @@ def check_runs(client: MlflowClient, runs: list[Any],
 PRUNING = {"study": "pruning", "seed": 2,
            "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 5},
            "space": {"train.learning_rate": {"choices": [0.05, 0.000001]}}}
-EPOCHS = 1000  # long enough that the pruner sees the curve before it ends
+EPOCHS = 1000  # long enough that the pruner sees the curve before it ends (it stopped
+# the hopeless trial after 130 and 219 epochs in two runs)
+TIMEOUT = {"study": "timeout", "seed": 0, "pruner": {"name": "none"},
+           "space": {"train.learning_rate": {"choices": [0.05]}, "train.epochs": 3}}
 
 
 def test_a_hopeless_trial_is_pruned_while_it_trains_and_a_timeout_ends_the_study(
@@ -262,7 +265,11 @@ def test_a_hopeless_trial_is_pruned_while_it_trains_and_a_timeout_ends_the_study
     epochs = len(client.get_metric_history(tracked.info.run_id, "loss"))
     assert epochs == pruned.user_attrs["epochs"] < EPOCHS
     assert "1 complete, 1 pruned" in output
-    # --timeout: no trial starts after the deadline; the one running finishes.
+    # --timeout: no trial starts after the deadline; the one running finishes. Its own
+    # study of short trials: what is timed is the start, not the training.
+    (repo / "tune.yaml").write_text(yaml.safe_dump(TIMEOUT), encoding="utf-8")
+    run(["git", "commit", "-qam", "a study by the clock"], repo)
     timed = run([*TUNE, "--trials", "10", "--timeout", "0.05"], repo).stderr
-    assert "running 8 (1 at a time) for at most 0.05 minutes" in timed
-    assert len(optuna.load_study(study_name="pruning", storage=storage).trials) == 3
+    assert "running 10 (1 at a time) for at most 0.05 minutes" in timed
+    (ended,) = optuna.load_study(study_name="timeout", storage=storage).trials
+    assert ended.state.name == "COMPLETE"
