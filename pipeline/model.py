@@ -28,7 +28,7 @@ ENCODER_IN, DECODER_IN = "encoder_in", "decoder_in"
 ENCODER_RNN, DECODER_RNN, DECODER_OUTPUT = "encoder_rnn", "decoder_rnn", "decoder_output"
 INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING = ("input_scaling", "target_scaling",
                                                    "target_unscaling")
-ATTENTION, RESIDUAL = "attention", "residual"
+ATTENTION, RESIDUAL, REFERENCE = "attention", "residual", "reference"
 
 # The decoder's attention over the encoder's outputs (model.attention): Luong's dot
 # product or Bahdanau's additive score, as Keras ships them.
@@ -53,15 +53,16 @@ def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Lay
 def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by keyword
         steps: int, units: int, learning_rate: float, cell: str = "simple_rnn", *,
         steps_per_execution: int = 1, inputs: int = 1,
-        scaling: Mapping[str, np.ndarray] | None = None, residual: bool = False,
+        scaling: Mapping[str, np.ndarray] | None = None, residual: str = "none",
         attention: str = "none", loss: str = "mse") -> keras.Model:
     """Return the compiled model ([encoder_in, decoder_in]) -> decoder output.
 
     `inputs` is the number of input columns; with `scaling` statistics the model
-    standardises inside and still takes and returns the user's units. `residual`: the
-    head predicts a correction to the first input column (the target's own history, a
-    season earlier), starting at zero, so the untrained model is the seasonal naive
-    forecast. `attention` (dot or additive): the decoder attends over every encoder step.
+    standardises inside and still takes and returns the user's units. `residual` (input or
+    linear): the head predicts a correction, starting at zero, to the first input column
+    (the target's own history, a season earlier) or to a learned linear map of it that
+    starts as the identity, so the untrained model is the seasonal naive forecast.
+    `attention` (dot or additive): the decoder attends over every encoder step.
     """
     rnn, unroll = RNN_LAYERS[cell], steps <= UNROLL_MAX_STEPS
     scale = scaling_layers(scaling) if scaling is not None else None
@@ -82,10 +83,14 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
         context = ATTENTION_LAYERS[attention](name=ATTENTION)([decoded, encoded[0]])
         decoded = layers.Concatenate()([decoded, context])
     # A residual head starts at zero: the untrained model is the reference itself.
+    correcting = residual != "none"
     output = layers.Dense(1, activation="linear", name=DECODER_OUTPUT,
-                          kernel_initializer="zeros" if residual else "glorot_uniform")(decoded)
-    if residual:
-        output = layers.Add(name=RESIDUAL)([output, reference(encoder_in, scale)])
+                          kernel_initializer="zeros" if correcting else "glorot_uniform"
+                          )(decoded)
+    if correcting:
+        linear = (layers.Dense(steps, kernel_initializer="identity", name=REFERENCE)
+                  if residual == "linear" else None)
+        output = layers.Add(name=RESIDUAL)([output, reference(encoder_in, scale, linear)])
     if scale:
         output = scale[TARGET_UNSCALING](output)  # back to the user's units
     model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
@@ -94,11 +99,15 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
     return model
 
 
-def reference(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None) -> tf.Tensor:
-    """Return the window a residual head corrects: the first input column (windows,
-    steps, 1), scaled as the target is (it stands for the target a season earlier)."""
+def reference(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None,
+              linear: layers.Layer | None = None) -> tf.Tensor:
+    """Return the window a residual head corrects (windows, steps, 1): the first input
+    column, scaled as the target is (it stands for the target a season earlier), mapped
+    by `linear` if given (a linear forecast from the whole window, as LSTNet's
+    autoregressive part: it can copy a later input step or weigh several)."""
     first = encoder_in[:, :, :1]
-    return scale[TARGET_SCALING](first) if scale else first
+    first = scale[TARGET_SCALING](first) if scale else first
+    return first if linear is None else keras.ops.expand_dims(linear(first[:, :, 0]), -1)
 
 
 def build_predictor(trained: keras.Model) -> keras.Model:
@@ -117,7 +126,8 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     encoder_seen = scale[INPUT_SCALING](encoder_in) if scale else encoder_in
     encoded = trained.get_layer(ENCODER_RNN)(encoder_seen)
     states = list(encoded[1:])  # each (windows, units)
-    corrected = reference(encoder_in, scale) if RESIDUAL in names else None
+    linear = trained.get_layer(REFERENCE) if REFERENCE in names else None
+    corrected = reference(encoder_in, scale, linear) if RESIDUAL in names else None
     start = keras.ops.zeros_like(encoder_in[:, :1, :1])  # (windows, 1, 1): the seed's first 0
     if scale:  # the 0 the decoder saw in training, scaled as it was there
         start = scale[TARGET_SCALING](start)

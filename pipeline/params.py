@@ -140,8 +140,8 @@ class ModelParams(Section):
     units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
     scaling: Annotated[Literal["auto", "standard", "none"],
                        Field(description="must be 'auto', 'standard' or 'none'")]
-    residual: Annotated[Literal["auto", "input", "none"],
-                        Field(description="must be 'auto', 'input' or 'none'")]
+    residual: Annotated[Literal["auto", "input", "linear", "none"],
+                        Field(description="must be 'auto', 'input', 'linear' or 'none'")]
     attention: Annotated[Literal["none", "dot", "additive"],
                          Field(description="must be 'none', 'dot' or 'additive'")]
 
@@ -209,7 +209,7 @@ class Params(Section):
         own = self.generate.source == "csv"
         one_input = own and len(self.generate.csv.inputs) == 1
         auto = {"model.scaling": "standard" if own else "none",
-                "model.residual": "input" if one_input else "none",
+                "model.residual": "linear" if one_input else "none",
                 "train.decoding": "free_running" if own else "teacher_forcing",
                 "train.early_stopping_patience": self.train.epochs // 4 if own else 0}
         flat = self.flat()
@@ -223,9 +223,9 @@ class Params(Section):
         """Return whether the model standardises its inputs and target (`model.scaling`)."""
         return self.resolved()["model.scaling"] == "standard"
 
-    def residual(self) -> bool:
-        """Return whether the model corrects its first input column (`model.residual`)."""
-        return self.resolved()["model.residual"] == "input"
+    def residual(self) -> str:
+        """Return what the model's output corrects (`model.residual`, `auto` resolved)."""
+        return str(self.resolved()["model.residual"])
 
     def flat(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Return every value (or those of the sections or dotted keys in `names`) under

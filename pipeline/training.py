@@ -1,10 +1,5 @@
-"""How the network is trained: windows streamed by `tf.data`, Keras' `fit` with its
-callbacks, and the devices it runs on.
-
-As the seed: Adam on shuffled mini-batches, validation loss after each epoch; any Keras
-callback works. Windows are cut batch by batch from each split's stretch of series, so
-memory grows with points, not with points × steps.
-"""
+"""Training: windows streamed by `tf.data` (memory O(points)), Keras' `fit` with its
+callbacks, the devices it runs on."""
 
 from pipeline.backend import keras, tf
 
@@ -24,22 +19,15 @@ log = logging.getLogger(__name__)
 
 # Batches per call into the compiled train step: fewer Python round trips per epoch.
 MAX_STEPS_PER_EXECUTION = 32
-# A split whose windows hold at most this many values (inputs, decoder inputs and target:
-# 12 MB of float32) is cut once and kept in memory: an epoch of the seed's few batches
-# then costs 10 ms instead of 30-50 ms, most of which went to starting the streaming
-# pipeline again (measured: 80 seed epochs 3.9 s against 7.1 s). Longer splits are
-# streamed.
+# A split of at most this many window values (12 MB of float32) is cut once and kept in
+# memory: 80 seed epochs 3.9 s against 7.1 s streamed (docs/speed.md). Longer ones stream.
 IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 
 class EpochOrder(keras.callbacks.Callback):
-    """Each epoch's order of the training windows, a function of the seed and the epoch
-    alone: a stateless shuffle seeded with (seed, epoch). `fit` reads the epochs from one
-    endless dataset (one iterator for the whole training, so no pipeline restarts each
-    epoch), numbered from the first epoch this fit trains, which this callback learns
-    before the first batch is drawn. A training resumed at epoch N draws epoch N's order,
-    as the uninterrupted one did, so both end with the same weights (tests/test_resume.py).
-    Only indices are shuffled: 8 bytes a window, whatever the series' length."""
+    """Each epoch's window order from (seed, epoch) alone, so a training resumed at epoch
+    N draws the order the uninterrupted one did. One endless dataset serves every epoch,
+    numbered from the first epoch this fit trains (learnt before the first batch)."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()
@@ -52,8 +40,7 @@ class EpochOrder(keras.callbacks.Callback):
             self.first.assign(epoch)
 
     def batches(self, items: Any, batch_size: int) -> tf.data.Dataset:
-        """Return the batches of `items` (a tensor or a structure of tensors, first axis
-        the window) epoch after epoch, without end, each epoch in its own order."""
+        """Return batches of `items` (first axis the window), epoch after epoch, no end."""
         count = tf.shape(tf.nest.flatten(items)[0], out_type=tf.int64)[0]
 
         def epoch_batches(index: tf.Tensor) -> tf.data.Dataset:
@@ -70,13 +57,8 @@ class EpochOrder(keras.callbacks.Callback):
 
 def window_dataset(stretch: Stretch, steps: int, batch_size: int,
                    order: EpochOrder | None = None) -> tf.data.Dataset:
-    """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch of
-    series by window index, in `order` if given, else in series order.
-
-    Memory stays O(points): only indices are shuffled, and each batch gathers its windows
-    when it is needed. A split of at most IN_MEMORY_WINDOW_VALUES values is cut once and
-    kept; its batches are the same either way (tested).
-    """
+    """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch, in
+    `order` if given, else in series order; only window indices are shuffled."""
     inputs, target = tf.constant(stretch[0]), tf.constant(stretch[1])  # (points, k), (points,)
     offsets = tf.range(steps, dtype=tf.int64)
 
@@ -100,8 +82,7 @@ def window_dataset(stretch: Stretch, steps: int, batch_size: int,
 
 
 def model_inputs(model: keras.Model, windows: tf.data.Dataset) -> tf.data.Dataset:
-    """Return `windows` as `model` takes them: a free-running predictor (one input) reads
-    the encoder's input only, never the true previous target."""
+    """Return `windows` as `model` takes them (a predictor reads the encoder's only)."""
     if len(model.inputs) > 1:
         return windows
     return windows.map(lambda inputs, target: (inputs[0], target))
@@ -114,11 +95,8 @@ def steps_per_execution(windows: int, batch_size: int) -> int:
 
 @contextmanager
 def without_graph_rewrites() -> Iterator[None]:
-    """Turn TensorFlow's Grappler graph rewrites off for a while, then restore the option.
-
-    On this small network they cost more than they save: in a probe (three seeds, one
-    thread), 80 seed epochs took 2.3-2.5 s with them off and 2.7-3.0 s with them on.
-    """
+    """Turn Grappler's graph rewrites off meanwhile: on this small network they cost
+    more than they save (docs/speed.md)."""
     before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
@@ -128,8 +106,7 @@ def without_graph_rewrites() -> Iterator[None]:
 
 
 def early_stopping(params: TrainParams) -> keras.callbacks.EarlyStopping | None:
-    """Return Keras' EarlyStopping for `early_stopping_patience` (keeping the best-val_loss
-    weights), or None for 0."""
+    """Return Keras' EarlyStopping keeping the best weights, or None for patience 0."""
     patience = params.early_stopping_patience
     return keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True
                                          ) if patience else None
@@ -137,13 +114,7 @@ def early_stopping(params: TrainParams) -> keras.callbacks.EarlyStopping | None:
 
 def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainParams,
         callbacks: Sequence[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
-    """Train `model` in place with Keras' `fit` and `callbacks`, in their order; return
-    its History.
-
-    As the seed: Adam on shuffled mini-batches (each epoch's order from the seed and the
-    epoch: EpochOrder), validation loss after each epoch. Early stopping is a callback
-    like any other (`early_stopping`).
-    """
+    """Train `model` in place with Keras' `fit` and `callbacks`; return its History."""
     order = EpochOrder(params.seed)
     steps = model.get_layer(ENCODER_IN).output.shape[1]
     with without_graph_rewrites():
@@ -158,8 +129,7 @@ def fit(model: keras.Model, train: Stretch, validation: Stretch, params: TrainPa
 
 
 class StopWhenAsked(keras.callbacks.Callback):
-    """End training cleanly after the epoch in which `stop_file` appears: Keras'
-    documented `model.stop_training`. A tuning study asks this of a trial it prunes."""
+    """End training after the epoch in which `stop_file` appears (a pruned trial)."""
 
     def __init__(self, stop_file: Path) -> None:
         super().__init__()
@@ -173,9 +143,8 @@ class StopWhenAsked(keras.callbacks.Callback):
 
 
 def distribution(devices: str | int) -> tf.distribute.Strategy:
-    """Return the strategy `train.devices` asks for: `auto` mirrors training over every
-    GPU when there are several, N over the first N GPUs (or, without enough GPUs, logical
-    CPU devices), and one device is TensorFlow's default strategy."""
+    """Return the strategy `train.devices` asks for: MirroredStrategy over N GPUs (else
+    logical CPUs) for N > 1, `auto` for every GPU, else the default strategy."""
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     if devices == "auto":
         devices = max(len(gpus), 1)
