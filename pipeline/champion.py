@@ -13,10 +13,10 @@ import logging
 
 from mlflow.tracking import MlflowClient
 
-from pipeline import registry, store
 from pipeline.cli import run_stage
 from pipeline.errors import PipelineError
 from pipeline.params import load_params
+from pipeline.tracking import registry, store
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
 predictions from a few windows against the true target. `plot` writes all three;
-`train` logs the third to its MLflow run at a few epochs (pipeline.images).
+`train` logs the third to its MLflow run at a few epochs (pipeline.tracking.images).
 """
 
 import numpy as np

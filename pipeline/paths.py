@@ -32,7 +32,7 @@ SERIES_PLOT = PLOTS_DIR / "series.png"
 LOSS_PLOT = PLOTS_DIR / "loss.png"
 PREDICTIONS_PLOT = PLOTS_DIR / "predictions.png"
 
-# The default MLflow store, under the repository root (see pipeline.tracking).
+# The default MLflow store, under the repository root (see pipeline.tracking.store).
 TRACKING_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 # Runs a stage holds open, so the next one can close those of a killed stage.
@@ -41,7 +41,7 @@ OPEN_RUNS_DIR = Path(".dvc", "tmp", "pipeline-open-runs")
 TUNE_FILE = Path("tune.yaml")
 STUDY_DB = Path("tune.db")
 TUNE_LOGS_DIR = Path(".dvc", "tmp", "pipeline-tune-logs")
-# A trial's request to stop training (pipeline.trial), one file per experiment.
+# A trial's request to stop training (pipeline.tuning.trial), one file per experiment.
 STOP_REQUESTS_DIR = Path(".dvc", "tmp", "pipeline-tune-stop")
 # Backups of a training in progress, one folder per experiment and inputs (pipeline.resume).
 BACKUPS_DIR = Path(".dvc", "tmp", "pipeline-train-backups")

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import paths, store
+from pipeline import paths
 from pipeline.files import dvc_md5
 from pipeline.params import Params
+from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,10 @@ def remove(folder: Path) -> None:
 
 
 class TrainingBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, saving at the end of an epoch at most every `seconds`
-    (0: every epoch), with the optimizer's state and `stopping`'s.
-
-    Each backup first waits for MLflow's queued metrics (so the run holds every epoch the
-    backup has), then checkpoints with `tf.train.Checkpoint` what Keras' backup leaves out
-    (the optimizer's variables, EarlyStopping's wait, best, best epoch and best weights)
-    for that epoch, then Keras' weights and epoch. On restore, fit starts at the backed-up
-    epoch, Adam goes on with its moments and step count, and EarlyStopping as if never
-    stopped.
-    """
+    """Keras' BackupAndRestore, saving at an epoch's end at most every `seconds` (0: each
+    epoch). Each backup first flushes MLflow's queued metrics (the run then holds every
+    epoch the backup has) and checkpoints what Keras leaves out: the optimizer's variables
+    and `stopping`'s state, so a resumed fit goes on as if never stopped."""
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
                  stopping: keras.callbacks.EarlyStopping | None = None,

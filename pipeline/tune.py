@@ -19,12 +19,13 @@ from typing import Any
 
 import optuna
 
-from pipeline import paths, store, tracking
+from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
-from pipeline.space import load_space
-from pipeline.trial import REPORTED, TrialError, objective
+from pipeline.tracking import run_data, store
+from pipeline.tuning.space import load_space
+from pipeline.tuning.trial import REPORTED, TrialError, objective
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,9 @@ def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
 
 
 class TrialSeededTPE(optuna.samplers.BaseSampler):
-    """Optuna's TPE, its randomness for trial N seeded with `seed + N`.
-
-    A study one worker runs is reproducible, and workers that start together (each sees
-    an empty study) still draw different first trials: with one seed per worker they drew
-    the same ones. Each trial gets its own TPESampler; TPE keeps no state between trials
-    beyond the study's storage.
-    """
+    """Optuna's TPE seeded with `seed + N` for trial N: one worker replays exactly, and
+    workers started together still draw different trials (one seed each drew the same).
+    A TPESampler per trial: TPE keeps no state between trials beyond the storage."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -157,11 +154,11 @@ def summary(study: optuna.Study) -> None:
 
 def training_share(trials: list[optuna.trial.FrozenTrial]) -> str:
     """Return, for the log, the share of the trials' time that went to training."""
-    timed = [trial for trial in trials if trial.user_attrs.get(tracking.FIT_SECONDS) is not None]
+    timed = [trial for trial in trials if trial.user_attrs.get(run_data.FIT_SECONDS) is not None]
     total = sum(trial.user_attrs["seconds"] for trial in timed)
     if not total:
         return ""
-    fitting = sum(trial.user_attrs[tracking.FIT_SECONDS] for trial in timed)
+    fitting = sum(trial.user_attrs[run_data.FIT_SECONDS] for trial in timed)
     return f"; {100 * fitting / total:.0f}% of their {total:.0f} s trained the models"
 
 

@@ -305,7 +305,7 @@ def tabled_test_windows(repo: Path) -> tuple[Any, Any]:
 def logged_image_steps(client: Any, run_id: str) -> set[int]:
     """Return the steps at which a run logged its prediction figure with mlflow.log_image
     (artifacts images/<key>+step+<N>+...png), checking there is one figure per step."""
-    from pipeline.images import IMAGE_KEY  # noqa: PLC0415 - imports Keras: only when used
+    from pipeline.tracking.images import IMAGE_KEY  # noqa: PLC0415 - imports Keras: only when used
 
     paths = [item.path for item in client.list_artifacts(run_id, "images")]
     steps = [int(match.group(1)) for path in paths

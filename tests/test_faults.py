@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths
 from pipeline.paths import METRICS, RUN
-from pipeline.runs import RESUMES_TAG
+from pipeline.tracking.runs import RESUMES_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import default_params, with_overrides
 
-from pipeline.logged import log_keras_model
 from pipeline.model import (
     ATTENTION,
     REFERENCE,
@@ -22,6 +21,7 @@ from pipeline.model import (
 )
 from pipeline.params import parse_params
 from pipeline.stages.train import train_model
+from pipeline.tracking.logged import log_keras_model
 from pipeline.windows import Windows, shift_right
 
 STEPS = 6

@@ -22,11 +22,11 @@ from conftest import (
 )
 from mlflow.tracking import MlflowClient
 
-from pipeline.images import image_epochs
 from pipeline.params import parse_params
 from pipeline.paths import METRICS, RUN, STAGES, TEST_SERIES, TRAIN_SERIES
-from pipeline.provenance import STUDY_ENV
-from pipeline.registry import data_digest
+from pipeline.tracking.images import image_epochs
+from pipeline.tracking.provenance import STUDY_ENV
+from pipeline.tracking.registry import data_digest
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import default_params, with_overrides
 from mlflow.tracking import MlflowClient
 
-from pipeline import registry, store
 from pipeline.errors import PipelineError
 from pipeline.params import parse_params
+from pipeline.tracking import registry, store
 
 NAME = "sin-cos-seq2seq"
 

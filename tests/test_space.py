@@ -11,11 +11,11 @@ import yaml
 from conftest import ROOT
 
 from pipeline.errors import ParamsError, PipelineError
-from pipeline.experiment import failure_reason, set_param
-from pipeline.images import image_epochs
 from pipeline.params import load_params, parse_params
-from pipeline.space import load_space, parse_space
+from pipeline.tracking.images import image_epochs
 from pipeline.tune import TrialSeededTPE, improvements, require_committed
+from pipeline.tuning.experiment import failure_reason, set_param
+from pipeline.tuning.space import load_space, parse_space
 
 
 def space(entries: dict[str, Any]) -> dict[str, Any]:

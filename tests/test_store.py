@@ -13,8 +13,8 @@ from typing import ClassVar
 import pytest
 from conftest import free_port
 
-from pipeline import store
 from pipeline.errors import PipelineError
+from pipeline.tracking import store
 
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
                    "NO_PROXY", "all_proxy", "ALL_PROXY")

@@ -13,9 +13,10 @@ import pytest
 from conftest import ROOT, run, wait_until
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, runs, store, tracking
+from pipeline import paths
 from pipeline.errors import InputError, PipelineError
-from pipeline.run_record import RunRecord
+from pipeline.tracking import run_data, runs, store
+from pipeline.tracking.run_record import RunRecord
 
 
 def client() -> MlflowClient:
@@ -98,9 +99,9 @@ def test_a_resumed_run_ends_finished_again_with_a_later_end_time(root: Path) -> 
 
 def test_changed_param_on_a_resumed_run_is_tagged_not_lost(root: Path) -> None:
     with new_run("exp") as opened:
-        tracking.log_params({"plot.dpi": 100, "plot.start_points": (0, 24)})
+        run_data.log_params({"plot.dpi": 100, "plot.start_points": (0, 24)})
     with results_run(opened.info.run_id):
-        tracking.log_params({"plot.dpi": 50, "plot.start_points": (0, 24)})
+        run_data.log_params({"plot.dpi": 50, "plot.start_points": (0, 24)})
     data = client().get_run(opened.info.run_id).data
     assert data.params == {"plot.dpi": "100", "plot.start_points": "[0, 24]"}
     assert data.tags["plot.dpi"] == "50"
@@ -136,7 +137,7 @@ def test_a_deleted_experiment_is_an_error_naming_it(root: Path) -> None:
 # A stage that opens a run, says so, and then waits or dies without ending it.
 STAGE = """
 import os, signal, sys, time
-from pipeline import runs
+from pipeline.tracking import runs
 with runs.opened(runs.choose("train", "exp")) as run:
     print(run.info.run_id, flush=True)
     if sys.argv[1] == "die":
@@ -190,7 +191,8 @@ def test_deleting_the_store_and_running_again_just_works(root: Path) -> None:
 
 
 def test_a_stage_command_leaves_no_process_behind(root: Path) -> None:
-    code = "from pipeline import runs\nwith runs.opened(runs.choose('train', 'exp')): pass\n"
+    code = ("from pipeline.tracking import runs\n"
+            "with runs.opened(runs.choose('train', 'exp')): pass\n")
     run([sys.executable, "-c", code], root, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_until(lambda: not [p for p in Path("/proc").glob("[0-9]*/cwd")
                             if _cwd(p) == root and int(p.parent.name) != os.getpid()],
@@ -206,7 +208,7 @@ def _cwd(link: Path) -> Path | None:
 
 RACER = """
 import os, sys, time
-from pipeline import runs
+from pipeline.tracking import runs
 print("ready", flush=True)  # MLflow imported
 while not os.path.exists(sys.argv[1]):  # both start together, once both are ready
     time.sleep(0.001)

@@ -14,14 +14,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import paths, registry, runs, tracking
+from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.files import write_json, write_table
 from pipeline.metrics import BASELINES, NAIVE_NAMES, SplitScores
 from pipeline.model import compiled_call, load_model
 from pipeline.params import Params, load_params
 from pipeline.progress import WorkProgress
-from pipeline.run_record import RunRecord
+from pipeline.tracking import registry, run_data, runs
+from pipeline.tracking.run_record import RunRecord
 from pipeline.training import window_dataset
 from pipeline.windows import TRAINING_SPLITS, Split, Windows, prediction_table, spread
 
@@ -78,7 +79,7 @@ def main() -> None:
     free_run = compiled_call(load_model(paths.PREDICTOR))
     teacher_forced = compiled_call(load_model(paths.MODEL))
     with runs.opened(runs.choose("evaluate", params.tracking.experiment), params.flat()):
-        tracking.log_params(params.flat(paths.STAGES["evaluate"].params))
+        run_data.log_params(params.flat(paths.STAGES["evaluate"].params))
         metrics = score(free_run, teacher_forced, windows, params.evaluate.batch_size)
         write_json(metrics, paths.METRICS)
         write_table(predictions(free_run, windows, params), paths.PREDICTIONS)

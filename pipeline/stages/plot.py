@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline import paths, provenance
+from pipeline import paths
 from pipeline.cli import run_stage
 from pipeline.errors import InputError
 from pipeline.figures import loss_figure, predictions_figure, series_figure
 from pipeline.files import atomic_path, read_series, read_table
 from pipeline.params import load_params
+from pipeline.tracking import provenance
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,11 @@ def main() -> None:
     else:
         import mlflow  # noqa: PLC0415 - slow to import, and a tuning trial does not need it
 
-        from pipeline import runs, tracking  # noqa: PLC0415 - they import MLflow
+        from pipeline.tracking import run_data, runs  # noqa: PLC0415 - they import MLflow
 
         # The run first: a login that may not write stops the stage before any figure.
         with runs.opened(runs.choose("plot", params.tracking.experiment), params.flat()):
-            tracking.log_params(params.flat(paths.STAGES["plot"].params))
+            run_data.log_params(params.flat(paths.STAGES["plot"].params))
             save(drawn, params.plot.dpi)
             for path in drawn:
                 mlflow.log_artifact(str(path), "plots")

@@ -16,10 +16,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from pipeline import logged, paths, provenance, registry, resume, runs, tracking
+from pipeline import paths, resume
 from pipeline.cli import run_stage
 from pipeline.files import atomic_path, write_table
-from pipeline.images import PredictionImages
 from pipeline.model import (
     DECODER_IN,
     ENCODER_IN,
@@ -29,7 +28,9 @@ from pipeline.model import (
 )
 from pipeline.params import Params, load_params
 from pipeline.progress import EpochProgress
-from pipeline.run_record import RunRecord
+from pipeline.tracking import logged, provenance, registry, run_data, runs
+from pipeline.tracking.images import PredictionImages
+from pipeline.tracking.run_record import RunRecord
 from pipeline.training import (
     StopWhenAsked,
     distribution,
@@ -55,7 +56,7 @@ def history_table(history: keras.callbacks.History) -> pd.DataFrame:
 def logged_history(run_id: str) -> pd.DataFrame:
     """Return loss and val_loss per epoch as the run holds them, every epoch of a resumed
     training included: the table DVC plots."""
-    loss, val_loss = (tracking.metric_by_step(run_id, key) for key in ("loss", "val_loss"))
+    loss, val_loss = (run_data.metric_by_step(run_id, key) for key in ("loss", "val_loss"))
     epochs = sorted(loss)
     return pd.DataFrame({"epoch": epochs, "loss": [loss[epoch] for epoch in epochs],
                          "val_loss": [val_loss.get(epoch, np.nan) for epoch in epochs]})
@@ -127,7 +128,7 @@ def main() -> None:
         resume.record_run(backup, run_id, choice.resumes)
         if not resumed:
             start_records(params, windows)
-        done = frozenset(tracking.metric_by_step(run_id, "loss")) if resumed else frozenset()
+        done = frozenset(run_data.metric_by_step(run_id, "loss")) if resumed else frozenset()
         images = PredictionImages(windows, params.train.epochs, params.train.prediction_images,
                                   done)
         stopping = early_stopping(params.used().train)
@@ -138,7 +139,7 @@ def main() -> None:
             # Last: it backs up the state the others have left after each epoch.
             resume.TrainingBackup(backup, params.train.backup_seconds,
                                   mlflow.flush_async_logging, stopping)])
-        mlflow.log_metric(tracking.FIT_SECONDS, time.perf_counter() - started)
+        mlflow.log_metric(run_data.FIT_SECONDS, time.perf_counter() - started)
         history = logged_history(run_id)
         # The images' predictor shares the model's layers: building it again costs seconds.
         predictor = (fitted if fitted is not model
@@ -162,7 +163,7 @@ def stop_requests() -> list[keras.callbacks.Callback]:
 def start_records(params: Params, windows: Windows) -> None:
     """Log a new run's params (with `used.<key>`: what each `auto` value stood for) and its
     three datasets."""
-    tracking.log_params({**params.flat(paths.STAGES["train"].params),
+    run_data.log_params({**params.flat(paths.STAGES["train"].params),
                          **{f"used.{key}": value for key, value in params.resolved().items()}})
     mlflow.set_tag(registry.DATA_TAG, registry.data_digest(params))  # what champion compares
     for split in windows.splits():

@@ -17,10 +17,12 @@ from typing import NoReturn
 import optuna
 from mlflow.tracking import MlflowClient
 
-from pipeline import experiment, paths, provenance, store, tracking
+from pipeline import paths
 from pipeline.errors import PipelineError
-from pipeline.registry import PRUNED_TAG
-from pipeline.space import SearchSpace, Value
+from pipeline.tracking import provenance, run_data, store
+from pipeline.tracking.registry import PRUNED_TAG
+from pipeline.tuning import experiment
+from pipeline.tuning.space import SearchSpace, Value
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class LiveCurve:
         """Return how long `train` built and fitted the model, as its run records it."""
         if self.run_id is None:
             return None
-        return self.client.get_run(self.run_id).data.metrics.get(tracking.FIT_SECONDS)
+        return self.client.get_run(self.run_id).data.metrics.get(run_data.FIT_SECONDS)
 
     def new_epochs(self) -> list[tuple[int, float]]:
         """Return (epoch, val_loss) of the epochs logged since the last call."""
@@ -117,7 +119,7 @@ def objective(trial: optuna.Trial, space: SearchSpace, study: str,
         stop_file.unlink(missing_ok=True)
     trial.set_user_attr(REPORTED, found[REPORTED])
     trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
-    trial.set_user_attr(tracking.FIT_SECONDS, curve.fit_seconds())
+    trial.set_user_attr(run_data.FIT_SECONDS, curve.fit_seconds())
     if pruned:
         prune(trial, curve, found[OBJECTIVE])
     if not math.isfinite(found[OBJECTIVE]):

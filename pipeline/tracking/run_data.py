@@ -1,6 +1,6 @@
-"""A run's params and metrics, through MLflow's public API.
+"""A run's data (MLflow's RunData): its params and metrics, through MLflow's public API.
 
-Which run a stage writes into is pipeline.runs'; where runs are stored, pipeline.store's.
+Which run a stage writes into is `runs`'; where runs are stored, `store`'s.
 """
 
 import logging

@@ -17,11 +17,12 @@ from mlflow.entities import Metric, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import open_runs, paths, store
+from pipeline import paths
 from pipeline.errors import InputError
-from pipeline.provenance import EXPERIMENT_TAG, dvc_experiment, run_tags
-from pipeline.run_record import RunRecord
-from pipeline.tracking import log_params
+from pipeline.tracking import open_runs, store
+from pipeline.tracking.provenance import EXPERIMENT_TAG, dvc_experiment, run_tags
+from pipeline.tracking.run_data import log_params
+from pipeline.tracking.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, store
+from pipeline import paths
+from pipeline.tracking import store
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The Model Registry: each trained predictor is a version of one registered model.
 
-`train` registers the version (see pipeline.logged), `evaluate` tags it with its
+`train` registers the version (see pipeline.tracking.logged), `evaluate` tags it with its
 metrics, and `python -m pipeline.champion` moves the `champion` alias, the name users
 load and serve: `models:/<registered model>@champion`.
 """

@@ -1,0 +1,1 @@
+"""The parts of `python -m pipeline.tune`: the search space, a trial, a DVC experiment."""
