@@ -54,9 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-# The longest tests (minutes each: a shared study, the team's stack), started first so
-# that no worker is left with one of them at the end while the other idles.
-LONGEST = ("test_tune.py::test_two_workers", "test_team.py::", "test_tune.py::")
+# The longest tests, longest first (minutes each: a shared study, README's own-series
+# commands, the team's stack, ...), started first so that no worker is left with one of
+# them at the end while the other idles.
+LONGEST = ("test_tune.py::test_two_workers", "test_own_series.py::test_your_series_from_csv",
+           "test_team.py::", "test_experiments.py::test_queued", "test_tune.py::",
+           "test_pipeline_e2e.py::")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
