@@ -29,6 +29,7 @@ ENCODER_RNN, DECODER_RNN, DECODER_OUTPUT = "encoder_rnn", "decoder_rnn", "decode
 INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING = ("input_scaling", "target_scaling",
                                                    "target_unscaling")
 ATTENTION, RESIDUAL, REFERENCE = "attention", "residual", "reference"
+WINDOW_MEAN = "window_mean"  # model.scaling: window (each window by its own statistics)
 
 # The decoder's attention over the encoder's outputs (model.attention): Luong's dot
 # product or Bahdanau's additive score, as Keras ships them.
@@ -50,27 +51,51 @@ def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Lay
             TARGET_UNSCALING: normalization(TARGET_UNSCALING, "target", invert=True)}
 
 
+def window_scaling(encoder_in: tf.Tensor, mean_layer: layers.Layer
+                   ) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
+    """Return the scalings of `scaling_layers` from each window's own statistics (RevIN):
+    every input column by its mean and spread over the window, the target by the first
+    column's (the target's own history), so a taller or shifted stretch of series looks to
+    the network like those it trained on. `mean_layer` averages over the steps; the
+    predictor finds it by name and scales as the training model did."""
+    mean = mean_layer(encoder_in)  # (windows, 1, k)
+    # + 1e-6: a constant window (spread 0) scales to zeros, not to NaN.
+    spread = keras.ops.sqrt(mean_layer(keras.ops.square(encoder_in - mean)) + 1e-6)
+    return {INPUT_SCALING: lambda values: (values - mean) / spread,
+            TARGET_SCALING: lambda values: (values - mean[..., :1]) / spread[..., :1],
+            TARGET_UNSCALING: lambda values: values * spread[..., :1] + mean[..., :1]}
+
+
 def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by keyword
         steps: int, units: int, learning_rate: float, cell: str = "simple_rnn", *,
         steps_per_execution: int = 1, inputs: int = 1,
-        scaling: Mapping[str, np.ndarray] | None = None, residual: str = "none",
+        scaling: Mapping[str, np.ndarray] | str | None = None, residual: str = "none",
         attention: str = "none", loss: str = "mse") -> keras.Model:
     """Return the compiled model ([encoder_in, decoder_in]) -> decoder output.
 
-    `inputs` is the number of input columns; with `scaling` statistics the model
-    standardises inside and still takes and returns the user's units. `residual` (input or
-    linear): the head predicts a correction, starting at zero, to the first input column
-    (the target's own history, a season earlier) or to a learned linear map of it that
-    starts as the identity, so the untrained model is the seasonal naive forecast.
+    `inputs` is the number of input columns; with `scaling` statistics (or "window": each
+    window's own) the model standardises inside and still takes and returns the user's
+    units. `residual` (input or linear): the head predicts a correction, starting at zero,
+    to the first input column (the target's own history, a season earlier) or to a
+    learned linear map of it that starts as the identity, so the untrained model is the
+    seasonal naive forecast.
     `attention` (dot or additive): the decoder attends over every encoder step.
     """
     rnn, unroll = RNN_LAYERS[cell], steps <= UNROLL_MAX_STEPS
-    scale = scaling_layers(scaling) if scaling is not None else None
     encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)  # (windows, steps, k)
+    if scaling == "window":
+        scale = window_scaling(encoder_in, layers.GlobalAveragePooling1D(
+            keepdims=True, name=WINDOW_MEAN))
+    else:
+        scale = scaling_layers(scaling) if scaling is not None else None
     decoder_in = keras.Input(shape=(steps, 1), name=DECODER_IN)  # target shifted right
     encoder_seen, decoder_seen = ((scale[INPUT_SCALING](encoder_in),
                                    scale[TARGET_SCALING](decoder_in)) if scale
                                   else (encoder_in, decoder_in))
+    if scaling == "window":  # the first step's 0 as the window's level (0 scaled), so
+        # nothing but the window's shape reaches the network
+        decoder_seen = keras.ops.concatenate(
+            [keras.ops.zeros_like(decoder_seen[:, :1]), decoder_seen[:, 1:]], axis=1)
     attending = attention != "none"
     # The encoder's final state seeds the decoder: the "context" (LSTM has two states).
     encoded = rnn(units, return_sequences=attending, return_state=True, unroll=unroll,
@@ -117,19 +142,21 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     scale = ({name: trained.get_layer(name) for name in (INPUT_SCALING, TARGET_SCALING,
                                                            TARGET_UNSCALING)}
              if INPUT_SCALING in names else None)
+    encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)
+    if WINDOW_MEAN in names:
+        scale = window_scaling(encoder_in, trained.get_layer(WINDOW_MEAN))
     # The decoder's cell, one step per call: an RNN layer per step would add a loop each
     # (about 5× slower to trace, 4× slower to run).
     cell = trained.get_layer(DECODER_RNN).cell
     head = trained.get_layer(DECODER_OUTPUT)
     attention = trained.get_layer(ATTENTION) if ATTENTION in names else None
-    encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)
     encoder_seen = scale[INPUT_SCALING](encoder_in) if scale else encoder_in
     encoded = trained.get_layer(ENCODER_RNN)(encoder_seen)
     states = list(encoded[1:])  # each (windows, units)
     linear = trained.get_layer(REFERENCE) if REFERENCE in names else None
     corrected = reference(encoder_in, scale, linear) if RESIDUAL in names else None
     start = keras.ops.zeros_like(encoder_in[:, :1, :1])  # (windows, 1, 1): the seed's first 0
-    if scale:  # the 0 the decoder saw in training, scaled as it was there
+    if scale and WINDOW_MEAN not in names:  # the 0 the decoder saw in training, scaled
         start = scale[TARGET_SCALING](start)
     step_in, outputs = start[:, 0, :], []  # (windows, 1)
     for step in range(steps):

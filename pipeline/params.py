@@ -51,24 +51,18 @@ def _column_names(value: Any) -> str | tuple[str, ...]:
     return value if isinstance(value, str) else tuple(names)
 
 
-def _devices(value: Any) -> str | int:
-    """Accept 'auto' or a whole number of devices, at least 1."""
-    if value == "auto" or (type(value) is int and value >= 1):
-        return value
-    raise ValueError(value)
+def _auto_or_at_least(low: int) -> Any:
+    """Return a validator accepting 'auto' or a whole number ≥ `low`."""
+    def check(value: Any) -> str | int:
+        if value == "auto" or (type(value) is int and value >= low):
+            return value
+        raise ValueError(value)
+    return BeforeValidator(check)
 
 
-def _patience(value: Any) -> str | int:
-    """Accept 'auto' or a whole number of epochs, at least 0."""
-    if value == "auto" or (type(value) is int and value >= 0):
-        return value
-    raise ValueError(value)
-
-
-Patience = Annotated[str | int, BeforeValidator(_patience),
+Patience = Annotated[str | int, _auto_or_at_least(0),
                      Field(description="must be 'auto' or a number of epochs ≥ 0 (0 = off)")]
-
-Devices = Annotated[str | int, BeforeValidator(_devices),
+Devices = Annotated[str | int, _auto_or_at_least(1),
                     Field(description="must be 'auto' or a number of devices ≥ 1")]
 
 ColumnNames = Annotated[str | tuple[str, ...], BeforeValidator(_column_names),
@@ -138,8 +132,8 @@ class ModelParams(Section):
 
     cell: Annotated[Literal[CELLS], Field(description=f"must be one of {list(CELLS)}")]
     units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
-    scaling: Annotated[Literal["auto", "standard", "none"],
-                       Field(description="must be 'auto', 'standard' or 'none'")]
+    scaling: Annotated[Literal["auto", "standard", "window", "none"],
+                       Field(description="must be 'auto', 'standard', 'window' or 'none'")]
     residual: Annotated[Literal["auto", "input", "linear", "none"],
                         Field(description="must be 'auto', 'input', 'linear' or 'none'")]
     attention: Annotated[Literal["none", "dot", "additive"],
@@ -208,7 +202,7 @@ class Params(Section):
         beat the naive forecasts on real series (README, "Your own series")."""
         own = self.generate.source == "csv"
         one_input = own and len(self.generate.csv.inputs) == 1
-        auto = {"model.scaling": "standard" if own else "none",
+        auto = {"model.scaling": "window" if one_input else "standard" if own else "none",
                 "model.residual": "linear" if one_input else "none",
                 "train.decoding": "free_running" if own else "teacher_forcing",
                 "train.early_stopping_patience": self.train.epochs // 4 if own else 0}
@@ -218,14 +212,6 @@ class Params(Section):
     def used(self) -> "Params":
         """Return these params with every `auto` replaced by what it stands for."""
         return with_values(self, self.resolved())
-
-    def scales(self) -> bool:
-        """Return whether the model standardises its inputs and target (`model.scaling`)."""
-        return self.resolved()["model.scaling"] == "standard"
-
-    def residual(self) -> str:
-        """Return what the model's output corrects (`model.residual`, `auto` resolved)."""
-        return str(self.resolved()["model.residual"])
 
     def flat(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Return every value (or those of the sections or dotted keys in `names`) under

@@ -13,8 +13,10 @@ from conftest import default_params, with_overrides
 
 from pipeline.model import (
     ATTENTION,
+    DECODER_OUTPUT,
     REFERENCE,
     RESIDUAL,
+    WINDOW_MEAN,
     build_predictor,
     build_training_model,
     load_model,
@@ -27,8 +29,9 @@ from pipeline.windows import Windows, shift_right
 STEPS = 6
 OPTIONS = {
     "residual": {"model": {"residual": "input"}},
-    "linear residual, scaled": {"model": {"residual": "linear", "scaling": "standard"},
-                                "train": {"decoding": "free_running"}},
+    # A one-input CSV's defaults.
+    "linear residual, window scaling": {"model": {"residual": "linear", "scaling": "window"},
+                                        "train": {"decoding": "free_running"}},
     "dot attention": {"model": {"attention": "dot"}},
     "additive attention": {"model": {"attention": "additive", "cell": "gru"}},
     "mae loss": {"train": {"loss": "mae"}},
@@ -94,7 +97,7 @@ def test_each_option_trains_saves_loads_serves_and_decodes_free_running(
 
 @pytest.mark.parametrize("residual", ["input", "linear"])
 def test_an_untrained_residual_model_is_the_seasonal_naive_forecast(residual: str) -> None:
-    for scaling in (None, ARRAYS.scaling_statistics()):
+    for scaling in (None, ARRAYS.scaling_statistics(), "window"):
         model = build_training_model(STEPS, 4, 0.01, residual=residual, scaling=scaling)
         windows = ARRAYS.split("validation").windows()
         predictor = build_predictor(model)
@@ -104,6 +107,26 @@ def test_an_untrained_residual_model_is_the_seasonal_naive_forecast(residual: st
         # The linear reference is one layer, one set of weights, in both models.
         assert (REFERENCE in {layer.name for layer in predictor.layers}) == (
             residual == "linear")
+
+
+@pytest.mark.parametrize("residual", ["none", "linear"])
+def test_with_window_scaling_a_shifted_and_stretched_window_gets_the_same_forecast_so(
+        residual: str) -> None:
+    """Each window scaled by its own mean and spread: a window of larger or shifted values
+    (a taller cycle, a trend) is forecast as the window it is a multiple of, whatever the
+    weights (here random, the head's too)."""
+    keras.utils.set_random_seed(5)
+    model = build_training_model(STEPS, 4, 0.01, "gru", scaling="window", residual=residual)
+    model.get_layer(DECODER_OUTPUT).set_weights(
+        [np.full((4, 1), 0.3, np.float32), np.array([0.1], np.float32)])
+    assert WINDOW_MEAN in {layer.name for layer in model.layers}
+    predictor = build_predictor(model)
+    encoder_in = ARRAYS.split("validation").windows()["encoder_in"]
+    predicted = keras.ops.convert_to_numpy(predictor(encoder_in))
+    stretched = keras.ops.convert_to_numpy(predictor(7.0 * encoder_in - 300.0))
+    np.testing.assert_allclose(stretched, 7.0 * predicted - 300.0, rtol=1e-4, atol=1e-3)
+    assert np.std(predicted - encoder_in[..., :1]) > 0.1  # a forecast, not the input copied
+    fed_back(model, predictor, encoder_in)
 
 
 def test_a_linear_residual_learns_to_copy_an_input_step_the_plain_one_cannot() -> None:
@@ -157,7 +180,7 @@ def test_free_running_training_trains_the_models_shared_weights(
 @pytest.mark.parametrize(("source", "inputs", "used"), [
     ("functions", "u", {"model.scaling": "none", "model.residual": "none",
                         "train.decoding": "teacher_forcing", "train.early_stopping_patience": 0}),
-    ("csv", "u", {"model.scaling": "standard", "model.residual": "linear",
+    ("csv", "u", {"model.scaling": "window", "model.residual": "linear",
                   "train.decoding": "free_running", "train.early_stopping_patience": 20}),
     ("csv", ["u", "v"], {"model.scaling": "standard", "model.residual": "none",
                          "train.decoding": "free_running", "train.early_stopping_patience": 20}),

@@ -105,7 +105,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"train": {"devices": "all"}}, "train.devices = 'all' is invalid: must be 'auto' or a"),
     ({"evaluate": {"sample_windows": 0}}, "evaluate.sample_windows = 0 is invalid: must be ≥ 1"),
     ({"model": {"scaling": "minmax"}},
-     "model.scaling = 'minmax' is invalid: must be 'auto', 'standard' or 'none'"),
+     "model.scaling = 'minmax' is invalid: must be 'auto', 'standard', 'window' or 'none'"),
     ({"generate": {"csv": csv(missing="fill")}},
      "generate.csv.missing = 'fill' is invalid: must be 'error', 'drop' or 'interpolate'"),
     ({"generate": {"csv": csv(input=[])}},
@@ -184,14 +184,15 @@ def test_a_csv_source_leaves_length_checks_to_generate() -> None:
         parse_params(raw)
 
 
-def test_scaling_is_on_for_a_csv_source_and_off_for_the_tutorial_by_default() -> None:
-    assert parse_params(default_params()).scales() is False  # the tutorial's run, exact
+def test_scaling_is_as_set_and_auto_keeps_the_tutorial_exact() -> None:
+    # The tutorial's run, exact.
+    assert parse_params(default_params()).used().model.scaling == "none"
+    # What `auto` takes for a CSV: test_model_options, by source and inputs.
     own = with_overrides(default_params(), {"generate": {"source": "csv"}})
-    assert parse_params(own).scales() is True
-    for scaling, expected in (("standard", True), ("none", False)):
+    for scaling in ("standard", "window", "none"):
         for raw in (default_params(), own):
             chosen = with_overrides(raw, {"model": {"scaling": scaling}})
-            assert parse_params(chosen).scales() is expected
+            assert parse_params(chosen).used().model.scaling == scaling
 
 
 def test_one_input_column_or_several() -> None:

@@ -99,7 +99,7 @@ def test_a_series_in_thousandfold_units_predicts_thousandfold_with_the_same_skil
     params = parse_params(with_overrides(tiny_params, {
         "window": {"steps": STEPS}, "model": {"scaling": "standard"},
         "train": {"epochs": 5}}))
-    assert params.scales() and arrays_of().inputs == 2
+    assert params.used().model.scaling == "standard" and arrays_of().inputs == 2
     metrics, predicted = train_and_evaluate(params, arrays_of())
     metrics_1000, predicted_1000 = train_and_evaluate(params, arrays_of(1000.0))
     np.testing.assert_allclose(predicted_1000, 1000 * predicted, rtol=1e-3)

@@ -79,14 +79,21 @@ def train_model(params: Params, windows: Windows,
         model = build_training_model(
             params.window.steps, params.model.units, params.train.learning_rate,
             params.model.cell, inputs=windows.inputs, steps_per_execution=batches_per_call,
-            scaling=windows.scaling_statistics() if params.scales() else None,
-            residual=params.residual(), attention=params.model.attention,
+            scaling=scaling_of(params, windows),
+            residual=params.model.residual, attention=params.model.attention,
             loss=params.train.loss)
         fitted = (free_running_trainer(model) if params.train.decoding == "free_running"
                   else model)
     return model, fitted, history_table(fit(fitted, windows.train.stretch,
                                             windows.validation.stretch, params.train,
                                             callbacks))
+
+
+def scaling_of(params: Params, windows: Windows) -> dict[str, np.ndarray] | str | None:
+    """Return `build_training_model`'s scaling for `params.used()`: the training split's
+    statistics (standard), "window", or None (none)."""
+    scaling = params.model.scaling
+    return {"standard": windows.scaling_statistics(), "none": None}.get(scaling, scaling)
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
