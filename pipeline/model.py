@@ -139,12 +139,13 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     """Return encoder_in -> free-running prediction, sharing `trained`'s layers and weights."""
     _, steps, inputs = trained.get_layer(ENCODER_IN).output.shape
     names = {layer.name for layer in trained.layers}
-    scale = ({name: trained.get_layer(name) for name in (INPUT_SCALING, TARGET_SCALING,
-                                                           TARGET_UNSCALING)}
-             if INPUT_SCALING in names else None)
     encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)
+    scale = None
     if WINDOW_MEAN in names:
         scale = window_scaling(encoder_in, trained.get_layer(WINDOW_MEAN))
+    elif INPUT_SCALING in names:
+        scale = {name: trained.get_layer(name)
+                 for name in (INPUT_SCALING, TARGET_SCALING, TARGET_UNSCALING)}
     # The decoder's cell, one step per call: an RNN layer per step would add a loop each
     # (about 5× slower to trace, 4× slower to run).
     cell = trained.get_layer(DECODER_RNN).cell
