@@ -1,3 +1,3 @@
-"""The sin→cos Seq2Seq pipeline: `pipeline.stages` holds the five DVC stages; the core
-modules are mapped in docs/design.md. Nothing runs at import.
+"""The sin→cos Seq2Seq pipeline: the five DVC stages in `pipeline.stages`, the core beside
+them (docs/design.md maps it).
 """

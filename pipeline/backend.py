@@ -1,9 +1,6 @@
-"""Keras and its TensorFlow backend, imported once, without the CUDA probe's noise.
-
-Import them from here (`from pipeline.backend import keras, tf`, first). TensorFlow's C++
-INFO lines, and the CUDA probe lines no log level hides (TensorFlow issue 100442), are
-dropped from stderr while the import and the device probe run; warnings and other errors
-pass on.
+"""Keras and TensorFlow, imported once (`from pipeline.backend import keras, tf`, first),
+with TensorFlow's C++ INFO lines and CUDA probe noise (TensorFlow issue 100442) dropped
+from stderr; warnings and errors pass on.
 """
 
 import os
@@ -24,8 +21,8 @@ IMPORT_NOISE = re.compile(
 
 @contextmanager
 def stderr_without(lines: re.Pattern[str]) -> Iterator[None]:
-    """Hold what the process writes to file descriptor 2 (C++ code included), then pass on
-    every line not matching `lines`."""
+    """Hold what the process writes to fd 2 (C++ included); then pass on every line not
+    matching `lines`."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:

@@ -3,9 +3,7 @@
     python -m pipeline.champion              # lowest validation.free_run_mse
     python -m pipeline.champion --version 3  # this version
 
-The best is chosen among the versions trained on params.yaml's data (same series, same
-validation share, same inputs), pruned trials aside; then `models:/<name>@champion` loads
-and serves it.
+The best is chosen among versions trained on params.yaml's data, pruned trials aside.
 """
 
 import argparse
@@ -30,8 +28,7 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    """Crown the chosen version and say which it is (a login that may only read is
-    refused in one line)."""
+    """Crown the chosen version and say which it is (a read-only login fails in one line)."""
     with store.refusals():
         crown(parse_arguments())
 

@@ -1,7 +1,5 @@
-"""Running a stage as a command: logging set up, user errors as one line, signals.
-
-Exit codes: 0 done, 1 a bug (with its traceback), 2 a user error (one line, naming what
-is wrong), 130 Ctrl-C, 143 SIGTERM. Any non-zero exit makes DVC record nothing.
+"""Running a stage as a command: logging, user errors as one line, signals. Exit codes: 0
+done, 1 a bug (traceback), 2 a user error, 130 Ctrl-C, 143 SIGTERM.
 """
 
 import logging

@@ -1,7 +1,4 @@
-"""The data: named signals sampled into series, and the names of a series' columns.
-
-NumPy only: no TensorFlow, no MLflow. How series are cut into windows is pipeline.windows'.
-"""
+"""The data: named signals sampled into series, and a series' column names. NumPy only."""
 
 from collections.abc import Callable
 

@@ -1,8 +1,5 @@
-"""The seed's three figures, drawn with matplotlib's object API (no GUI backend).
-
-1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
-predictions from a few windows against the true target. `plot` writes all three;
-`train` logs the third to its MLflow run at a few epochs (pipeline.tracking.images).
+"""The seed's three figures (series, loss, free-running predictions) with matplotlib's
+object API; `train` also logs the third as it learns.
 """
 
 import numpy as np
@@ -29,8 +26,8 @@ def new_axes(title: str, xlabel: str, size: tuple[float, float] = (8, 4)) -> tup
 
 def draw_signal(axes: object, x: pd.Series, values: pd.Series, label: str,
                 **style: str) -> None:
-    """Draw a signal as a line, or past MAX_DRAWN_POINTS as the band between its lowest
-    and highest value in each of MAX_DRAWN_POINTS / 2 bins (a long series' envelope)."""
+    """Draw a signal as a line; past MAX_DRAWN_POINTS as its min–max band per bin (bounded
+    for any length)."""
     if len(values) <= MAX_DRAWN_POINTS:
         axes.plot(x, values, label=label, **style)
         return
@@ -64,8 +61,7 @@ def loss_figure(history: pd.DataFrame) -> Figure:
 def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
                        start_points: tuple[int, ...], title: str | None = None,
                        size: tuple[float, float] = (8, 4)) -> Figure:
-    """Draw the free-running prediction of each start window (`predictions`: window, step,
-    x, prediction) against the true target of `series` (x, target)."""
+    """Draw each start window's free-running prediction (`predictions`) against `series`' target."""
     figure, axes = new_axes(
         title or f"Predictions from windows {', '.join(map(str, start_points))}", "x", size)
     drawn = predictions[predictions["window"].isin(start_points)]
@@ -82,8 +78,7 @@ def predictions_figure(series: pd.DataFrame, predictions: pd.DataFrame,
 
 
 def new_predictions(figure: Figure, predicted: np.ndarray, title: str) -> None:
-    """Give a `predictions_figure` new predictions of its windows, (windows, steps) in its
-    start-point order, and a new title; the target and the layout stay."""
+    """Give a `predictions_figure` new predictions (windows, steps) and title; the rest stays."""
     axes = figure.axes[0]
     lines = [line for line in axes.get_lines() if line.get_gid() == PREDICTION_LINE]
     for line, values in zip(lines, predicted, strict=True):
@@ -94,8 +89,7 @@ def new_predictions(figure: Figure, predicted: np.ndarray, title: str) -> None:
 
 
 def pixels(figure: Figure, dpi: float, layout: bool = True) -> np.ndarray:
-    """Return the figure rendered as an RGB array (height, width, 3) of uint8; `layout`
-    fits its margins first (a figure drawn again can keep them)."""
+    """Return the figure as an RGB uint8 array; `layout` fits its margins first."""
     canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(
         figure)
     figure.set_dpi(dpi)

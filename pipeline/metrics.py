@@ -1,8 +1,5 @@
-"""Scores of predicted windows, summed batch by batch: errors, naive baselines, skill.
-
-`evaluate` streams every window of a split through the saved models and adds each batch
-here, so no split's predictions are ever held whole. Skill is 1 − model MSE / baseline
-MSE: above 0 beats the baseline, 1 is perfect. NumPy only.
+"""A split's scores, summed batch by batch (no split held whole): errors, naive baselines
+and skill = 1 − model MSE / baseline MSE. NumPy only.
 """
 
 import numpy as np
@@ -15,13 +12,9 @@ NAIVE_NAMES = {"mean": "mean", "last_input": "naive (last value)",
 
 def baselines(encoder_in: np.ndarray, target: np.ndarray,
               target_mean: float) -> dict[str, np.ndarray]:
-    """Return naive predictions of the windows' targets (windows, steps, 1), by name.
-
-    `mean`: always the training target's mean. With one input column, in the target's
-    units when the input is the target's own history: `last_input`, the window's last
-    input value carried forward (the naive forecast), and `input`, the input window itself
-    (the seasonal naive forecast when the target is the input a season later).
-    """
+    """Return naive forecasts of `target` by name: the training `mean`; with one input
+    column (the target's own history) also `last_input` (naive) and `input` (seasonal
+    naive)."""
     naive = {"mean": np.full_like(target, target_mean)}
     if encoder_in.shape[2] == 1:
         naive["last_input"] = np.broadcast_to(encoder_in[:, -1:, :], target.shape)
@@ -71,8 +64,8 @@ class SplitScores:
             self.baselines.setdefault(name, ErrorSums()).add(predicted, target)
 
     def metrics(self) -> dict[str, float]:
-        """Return every score: errors, each baseline's MSE, and the skill against it (none
-        against a baseline that is exact)."""
+        """Return errors, each baseline's MSE and the skill against it (none against an
+        exact one)."""
         found = {**self.teacher_forced.metrics("teacher_forced"),
                  **self.free_run.metrics("free_run")}
         for name, sums in self.baselines.items():

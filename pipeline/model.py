@@ -1,9 +1,6 @@
-"""The seed's Seq2Seq network in the Keras 3 Functional API: build, predict, load.
-
-Training is teacher-forced; the predictor decodes free-running (each output fed back as
-the next decoder input, as the seed's per-step loop), unrolled into one batched model.
-Scaling, the residual head and attention live inside both models, so they take and
-return the user's units.
+"""The seed's Seq2Seq network (Keras Functional API): teacher-forced training model, and the
+free-running predictor unrolled into one batched model. Scaling, residual head and
+attention live inside both, so they take and return the user's units.
 """
 
 from pipeline.backend import keras, tf
@@ -39,8 +36,7 @@ LOSSES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "huber": "h
 
 
 def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Layer]:
-    """Return the Normalization layers for the inputs and target, and the target's inverse,
-    fixed to the given training statistics (see pipeline.data.scaling_statistics)."""
+    """Return Normalization layers (inputs, target, inverse) fixed to training statistics."""
     def normalization(name: str, of: str, invert: bool = False) -> layers.Layer:
         return layers.Normalization(mean=statistics[f"{of}_mean"],
                                     variance=statistics[f"{of}_variance"], invert=invert,
@@ -53,11 +49,8 @@ def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Lay
 
 def window_scaling(encoder_in: tf.Tensor, mean_layer: layers.Layer
                    ) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
-    """Return the scalings of `scaling_layers` from each window's own statistics (RevIN):
-    every input column by its mean and spread over the window, the target by the first
-    column's (the target's own history), so a taller or shifted stretch of series looks to
-    the network like those it trained on. `mean_layer` averages over the steps; the
-    predictor finds it by name and scales as the training model did."""
+    """Return `scaling_layers`' three maps from each window's own mean and spread (RevIN):
+    the target by the first column's; the predictor finds `mean_layer` by name."""
     mean = mean_layer(encoder_in)  # (windows, 1, k)
     # + 1e-6: a constant window (spread 0) scales to zeros, not to NaN.
     spread = keras.ops.sqrt(mean_layer(keras.ops.square(encoder_in - mean)) + 1e-6)
@@ -71,16 +64,10 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
         steps_per_execution: int = 1, inputs: int = 1,
         scaling: Mapping[str, np.ndarray] | str | None = None, residual: str = "none",
         attention: str = "none", loss: str = "mse") -> keras.Model:
-    """Return the compiled model ([encoder_in, decoder_in]) -> decoder output.
-
-    `inputs` is the number of input columns; with `scaling` statistics (or "window": each
-    window's own) the model standardises inside and still takes and returns the user's
-    units. `residual` (input or linear): the head predicts a correction, starting at zero,
-    to the first input column (the target's own history, a season earlier) or to a
-    learned linear map of it that starts as the identity, so the untrained model is the
-    seasonal naive forecast.
-    `attention` (dot or additive): the decoder attends over every encoder step.
-    """
+    """Return the compiled model ([encoder_in, decoder_in]) -> decoder output. `scaling`:
+    statistics, "window" or None; `residual` input/linear: the head corrects the first
+    input column (or a linear map of it, identity at first), so the untrained model is
+    the seasonal naive; `attention`: dot or additive over encoder steps."""
     rnn, unroll = RNN_LAYERS[cell], steps <= UNROLL_MAX_STEPS
     encoder_in = keras.Input(shape=(steps, inputs), name=ENCODER_IN)  # (windows, steps, k)
     if scaling == "window":
@@ -126,10 +113,8 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
 
 def reference(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None,
               linear: layers.Layer | None = None) -> tf.Tensor:
-    """Return the window a residual head corrects (windows, steps, 1): the first input
-    column, scaled as the target is (it stands for the target a season earlier), mapped
-    by `linear` if given (a linear forecast from the whole window, as LSTNet's
-    autoregressive part: it can copy a later input step or weigh several)."""
+    """Return what a residual head corrects (windows, steps, 1): the first input column
+    scaled as the target, mapped by `linear` if given (LSTNet's autoregressive part)."""
     first = encoder_in[:, :, :1]
     first = scale[TARGET_SCALING](first) if scale else first
     return first if linear is None else keras.ops.expand_dims(linear(first[:, :, 0]), -1)
@@ -176,9 +161,8 @@ def build_predictor(trained: keras.Model) -> keras.Model:
 
 
 def free_running_trainer(trained: keras.Model) -> keras.Model:
-    """Return `trained`'s predictor compiled as `trained` is (a fresh optimizer of the same
-    kind, the same loss): fitting it trains the shared weights on the free-running decode
-    itself, each output fed back as in use, so training sees the errors it compounds."""
+    """Return `trained`'s predictor compiled like it (fresh optimizer, same loss), to train
+    on its own fed-back outputs."""
     predictor = build_predictor(trained)
     optimizer = trained.optimizer.__class__.from_config(trained.optimizer.get_config())
     predictor.compile(optimizer=optimizer, loss=trained.loss,
@@ -187,8 +171,7 @@ def free_running_trainer(trained: keras.Model) -> keras.Model:
 
 
 def compiled_call(model: keras.Model) -> Callable[..., tf.Tensor]:
-    """Return `model`'s inference as one tf.function traced once for any batch size (a
-    None batch dimension: the last, smaller batch does not retrace)."""
+    """Return `model`'s inference as one tf.function traced once for any batch size."""
     specs = [tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype) for tensor in model.inputs]
 
     @tf.function(input_signature=specs, reduce_retracing=True)

@@ -1,9 +1,6 @@
-"""params.yaml as one validated, typed object, read once before any work.
-
-The schema is pydantic (strict types, unknown keys forbidden). Every failure becomes a
-`ParamsError` whose one line names the key, the bad value and what is allowed, so a typo
-costs the user seconds, not a training run. Each constrained field's `description` is
-the "allowed" text of its message.
+"""params.yaml as one validated, typed, immutable object (pydantic, strict, unknown keys
+forbidden). A failure is one `ParamsError` line naming the key, the value and what is
+allowed (the field's `description`).
 """
 
 from collections.abc import Mapping
@@ -23,11 +20,10 @@ from pipeline.windows import split_sizes, starts_outside, window_count
 # needs no Keras import; a test keeps the two lists equal).
 CELLS = ("simple_rnn", "gru", "lstm")
 
-Signal = Annotated[Literal[tuple(SIGNALS)],  # type: ignore[valid-type]
-                   Field(description=f"must be one of {list(SIGNALS)}")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**32, description="must be in 0..2**32-1")]
 Name = Annotated[str, Field(pattern=r"\S", description="must be a non-empty name")]
+Value = bool | int | float | str  # one params.yaml value, as `dvc exp run -S` sets it
 
 
 def _inside_project(path: str) -> str:
@@ -75,6 +71,21 @@ def at_least(low: int) -> Any:
     return Field(ge=low, description=f"must be ≥ {low}")
 
 
+def between(low: float, high: float) -> Any:
+    """Return the constraint `low ≤ value ≤ high` on a number."""
+    return Field(ge=low, le=high, allow_inf_nan=False, description=f"must be in {low}..{high}")
+
+
+def one_of(*names: str) -> Any:
+    """Return the type of a text value that must be one of `names`."""
+    allowed = " or ".join((", ".join(map(repr, names[:-1])), repr(names[-1])))
+    return Annotated[Literal[names], Field(description=f"must be {allowed}")]
+
+
+Signal = Annotated[Literal[tuple(SIGNALS)],  # type: ignore[valid-type]
+                   Field(description=f"must be one of {list(SIGNALS)}")]
+
+
 class Section(BaseModel):
     """One section of params.yaml: strict types, no unknown keys, immutable."""
 
@@ -89,8 +100,7 @@ class CsvParams(Section):
     input: ColumnNames
     target: Name
     test_rows: Annotated[int, at_least(2)]
-    missing: Annotated[Literal["error", "drop", "interpolate"],
-                       Field(description="must be 'error', 'drop' or 'interpolate'")]
+    missing: one_of("error", "drop", "interpolate")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -101,8 +111,7 @@ class CsvParams(Section):
 class GenerateParams(Section):
     """The training series and the held-out test series."""
 
-    source: Annotated[Literal["functions", "csv"],
-                      Field(description="must be 'functions' or 'csv'")]
+    source: one_of("functions", "csv")
     csv: CsvParams
     points: Annotated[int, at_least(2)]
     x_start_pi: Number
@@ -113,8 +122,7 @@ class GenerateParams(Section):
     test_x_start_pi: Number
     test_x_stop_pi: Number
     target_phase_pi: Number
-    noise_std: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False,
-                                      description="must be in 0..10 (0 = no noise)")]
+    noise_std: Annotated[float, between(0, 10)]  # 0: no noise
     noise_seed: Seed
 
 
@@ -131,13 +139,10 @@ class ModelParams(Section):
     """The Seq2Seq network."""
 
     cell: Annotated[Literal[CELLS], Field(description=f"must be one of {list(CELLS)}")]
-    units: Annotated[int, Field(ge=1, le=4096, description="must be in 1..4096")]
-    scaling: Annotated[Literal["auto", "standard", "window", "none"],
-                       Field(description="must be 'auto', 'standard', 'window' or 'none'")]
-    residual: Annotated[Literal["auto", "input", "linear", "none"],
-                        Field(description="must be 'auto', 'input', 'linear' or 'none'")]
-    attention: Annotated[Literal["none", "dot", "additive"],
-                         Field(description="must be 'none', 'dot' or 'additive'")]
+    units: Annotated[int, between(1, 4096)]
+    scaling: one_of("auto", "standard", "window", "none")
+    residual: one_of("auto", "input", "linear", "none")
+    attention: one_of("none", "dot", "additive")
 
 
 class TrainParams(Section):
@@ -147,17 +152,14 @@ class TrainParams(Section):
     batch_size: Annotated[int, at_least(1)]
     learning_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False,
                                           description="must be in (0, 1]")]
-    loss: Annotated[Literal["mse", "mae", "huber"],
-                    Field(description="must be 'mse', 'mae' or 'huber'")]
-    decoding: Annotated[Literal["auto", "teacher_forcing", "free_running"],
-                        Field(description="must be 'auto', 'teacher_forcing' or "
-                                          "'free_running'")]
+    loss: one_of("mse", "mae", "huber")
+    decoding: one_of("auto", "teacher_forcing", "free_running")
     seed: Seed
     early_stopping_patience: Patience
     devices: Devices
     backup_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False,
                                            description="must be a number ≥ 0")]
-    prediction_images: Annotated[int, Field(ge=0, le=20, description="must be in 0..20")]
+    prediction_images: Annotated[int, between(0, 20)]
 
 
 class EvaluateParams(Section):
@@ -174,7 +176,7 @@ class PlotParams(Section):
     start_points: Annotated[tuple[Annotated[int, Field(strict=True)], ...],
                             Field(strict=False, min_length=1,
                                   description="must list at least one window index")]
-    dpi: Annotated[int, Field(ge=20, le=600, description="must be in 20..600")]
+    dpi: Annotated[int, between(20, 600)]
 
 
 class TrackingParams(Section):
@@ -197,9 +199,8 @@ class Params(Section):
     tracking: TrackingParams
 
     def resolved(self) -> dict[str, str | int]:
-        """Return what each `auto` value stands for, by dotted key: the tutorial's choice
-        for the sampled functions, and for a CSV source the choices that make a model
-        beat the naive forecasts on real series (README, "Your own series")."""
+        """Return what each `auto` stands for by dotted key: the tutorial's choice for
+        functions, the choices that beat the naive forecasts for a CSV."""
         own = self.generate.source == "csv"
         one_input = own and len(self.generate.csv.inputs) == 1
         auto = {"model.scaling": "window" if one_input else "standard" if own else "none",
@@ -214,8 +215,7 @@ class Params(Section):
         return with_values(self, self.resolved())
 
     def flat(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """Return every value (or those of the sections or dotted keys in `names`) under
-        dotted names, as `section.key` or `section.group.key`."""
+        """Return every value (or those under `names`) by dotted key."""
         flat = _flatten(self.model_dump())
         if names is None:
             return flat
@@ -253,10 +253,7 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def check_relations(params: Params) -> None:
-    """Check the rules that tie values together, once each value is valid on its own.
-
-    A CSV's length is known only once `generate` reads it: it checks the same rules then.
-    """
+    """Check the rules that tie values together (a CSV's lengths: in `generate`, once read)."""
     if params.generate.source == "functions":
         check_sampled_lengths(params)
     else:

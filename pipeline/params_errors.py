@@ -1,5 +1,4 @@
-"""pydantic's validation errors as one line naming the key, the bad value and what is
-allowed (a constrained field's `description`), so a typo costs seconds, not a run."""
+"""pydantic's validation errors as one line: the key, the bad value, what is allowed."""
 
 from typing import Any
 
@@ -44,8 +43,7 @@ def _key_message(error: dict[str, Any], raw: dict[str, Any], schema: type[BaseMo
 
 
 def one_line(error: dict[str, Any], raw: Any, schema: type[BaseModel]) -> str:
-    """Return pydantic's `error` in validating `raw` against `schema` (params.yaml's
-    sections) as this project's one-line message."""
+    """Return pydantic's `error` in validating `raw` against `schema` as one line."""
     if not error["loc"]:
         return f"{PARAMS_FILE}: must be a mapping of sections, got {raw!r}"
     if len(error["loc"]) == 1:

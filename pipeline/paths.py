@@ -1,8 +1,5 @@
-"""Every path the pipeline reads or writes, in one place.
-
-Paths are relative to the working directory, which DVC sets to the project root (or to
-its temporary copy for queued experiments). `STAGES` says what each stage reads and
-writes; tests/test_dvc_yaml.py checks dvc.yaml against it.
+"""Every path the pipeline reads or writes, relative to the project root DVC runs in.
+`STAGES` says what each stage reads and writes; tests check dvc.yaml against it.
 """
 
 from dataclasses import dataclass
@@ -49,8 +46,7 @@ BACKUPS_DIR = Path(".dvc", "tmp", "pipeline-train-backups")
 
 @dataclass(frozen=True)
 class StageIO:
-    """The data files and params (sections, or single dotted keys) one stage reads, and the
-    files it writes."""
+    """What a stage reads (files, params sections or dotted keys) and writes."""
 
     reads: tuple[Path, ...]
     params: tuple[str, ...]

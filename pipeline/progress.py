@@ -1,8 +1,4 @@
-"""Signs of life while `train` runs: a Keras callback that logs epoch lines, rate-limited.
-
-`dvc repro` shows a stage's log as it comes, so a long training prints where it is and
-how long it has left, without flooding the log of a short one.
-"""
+"""Signs of life in `dvc repro`'s log: rate-limited progress lines for training and evaluation."""
 
 from pipeline.backend import keras
 
@@ -27,9 +23,8 @@ def duration(seconds: float) -> str:
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """Log `epoch k/N: loss, val_loss, elapsed, left` for the first epoch, the last one
-    (also when early stopping ends training sooner), and otherwise at most every
-    `interval` seconds. The time left assumes the mean epoch so far."""
+    """Log `epoch k/N: loss, val_loss, elapsed, left` for the first and last epoch, else
+    every `interval` s."""
 
     def __init__(self, epochs: int, interval: float = INTERVAL_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -63,8 +58,7 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 class WorkProgress:
-    """Count work done out of a known total; log `what done/total, elapsed, left` at most
-    every `interval` seconds, the first line only once the work has taken that long."""
+    """Log `what done/total, elapsed, left` at most every `interval` seconds."""
 
     def __init__(self, total: int, what: str, interval: float = INTERVAL_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -1,8 +1,5 @@
-"""Surviving a killed `train`: Keras' BackupAndRestore, kept where the next run finds it.
-
-One folder per DVC experiment and digest of training's inputs (params, windows, code,
-store) under the repository root, so a stale backup never resumes. It also holds the
-MLflow run to continue and a checkpoint of the optimizer's and EarlyStopping's state.
+"""Surviving a killed `train`: Keras' BackupAndRestore in a folder per experiment and digest
+of training's inputs (a stale backup never resumes), with the MLflow run to continue.
 """
 
 from pipeline.backend import keras, tf
@@ -64,10 +61,9 @@ def remove(folder: Path) -> None:
 
 
 class TrainingBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, saving at an epoch's end at most every `seconds` (0: each
-    epoch). Each backup first flushes MLflow's queued metrics (the run then holds every
-    epoch the backup has) and checkpoints what Keras leaves out: the optimizer's variables
-    and `stopping`'s state, so a resumed fit goes on as if never stopped."""
+    """BackupAndRestore at most every `seconds`, flushing MLflow first and checkpointing
+    what Keras leaves out (optimizer, EarlyStopping), so a resumed fit goes on as if
+    never stopped."""
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
                  stopping: keras.callbacks.EarlyStopping | None = None,
@@ -110,8 +106,8 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
 
 
 class _ExtraState:
-    """What Keras' backup leaves out, as `tf.train.Checkpoint`s numbered by epoch in
-    `folder`, the last two kept (as Keras keeps its own two states)."""
+    """The optimizer's and EarlyStopping's state as `tf.train.Checkpoint`s by epoch, the
+    last two kept."""
 
     def __init__(self, model: keras.Model, stopping: keras.callbacks.EarlyStopping | None,
                  folder: Path) -> None:
@@ -139,8 +135,7 @@ class _ExtraState:
         self.manager.save(checkpoint_number=epoch)
 
     def restore(self, epoch: int) -> list[str]:
-        """Give the optimizer and EarlyStopping back their state after `epoch` epochs;
-        return what was restored (nothing if that epoch's checkpoint is missing)."""
+        """Restore the state after `epoch` epochs; return what was restored."""
         path = f"{self.manager.directory}/ckpt-{epoch}"
         if not tf.io.gfile.exists(f"{path}.index"):
             return []

@@ -1,5 +1,4 @@
-"""Training: windows streamed by `tf.data` (memory O(points)), Keras' `fit` with its
-callbacks, the devices it runs on."""
+"""Training with Keras' `fit`: windows as tf.data, seeded epoch order, devices."""
 
 from pipeline.backend import keras, tf
 
@@ -25,9 +24,8 @@ IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 
 class EpochOrder(keras.callbacks.Callback):
-    """Each epoch's window order from (seed, epoch) alone, so a training resumed at epoch
-    N draws the order the uninterrupted one did. One endless dataset serves every epoch,
-    numbered from the first epoch this fit trains (learnt before the first batch)."""
+    """Each epoch's window order from (seed, epoch) alone, so a resumed training draws the
+    uninterrupted one's."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()
@@ -57,8 +55,8 @@ class EpochOrder(keras.callbacks.Callback):
 
 def window_dataset(stretch: Stretch, steps: int, batch_size: int,
                    order: EpochOrder | None = None) -> tf.data.Dataset:
-    """Return ((encoder_in, decoder_in), target) batches cut from a split's stretch, in
-    `order` if given, else in series order; only window indices are shuffled."""
+    """Return ((encoder_in, decoder_in), target) batches from a stretch, in `order` or in
+    series order."""
     inputs, target = tf.constant(stretch[0]), tf.constant(stretch[1])  # (points, k), (points,)
     offsets = tf.range(steps, dtype=tf.int64)
 
@@ -95,8 +93,7 @@ def steps_per_execution(windows: int, batch_size: int) -> int:
 
 @contextmanager
 def without_graph_rewrites() -> Iterator[None]:
-    """Turn Grappler's graph rewrites off meanwhile: on this small network they cost
-    more than they save (docs/speed.md)."""
+    """Turn Grappler off meanwhile: it costs more than it saves here (docs/speed.md)."""
     before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     try:
@@ -143,8 +140,7 @@ class StopWhenAsked(keras.callbacks.Callback):
 
 
 def distribution(devices: str | int) -> tf.distribute.Strategy:
-    """Return the strategy `train.devices` asks for: MirroredStrategy over N GPUs (else
-    logical CPUs) for N > 1, `auto` for every GPU, else the default strategy."""
+    """Return the strategy `train.devices` asks for: MirroredStrategy for several devices."""
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     if devices == "auto":
         devices = max(len(gpus), 1)

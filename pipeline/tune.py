@@ -1,12 +1,10 @@
-"""Command: search params.yaml for the best model with an Optuna study over DVC experiments.
+"""Command: search params.yaml with an Optuna study whose trials are DVC experiments.
 
     python -m pipeline.tune                       # trials until the study holds 30
-    python -m pipeline.tune --trials 10 --jobs 2  # two trials at a time on this machine
-    python -m pipeline.tune --timeout 15          # ... or until 15 minutes have passed
-    python -m pipeline.tune --storage postgresql+psycopg://.../optuna  # a team's study
+    python -m pipeline.tune --trials 10 --jobs 2  # two trials at a time
+    python -m pipeline.tune --timeout 15          # ... or for 15 minutes
 
-tune.yaml holds the space and the pruner. Each trial is a DVC experiment `<study>-<n>`
-and an MLflow run tagged with study and trial, scored on validation free-running MSE.
+tune.yaml holds the space and the pruner.
 """
 
 import argparse
@@ -24,8 +22,9 @@ from pipeline.cli import run_stage
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
 from pipeline.tracking import run_data, store
+from pipeline.tracking.registry import REPORTED_METRIC
 from pipeline.tuning.space import load_space
-from pipeline.tuning.trial import REPORTED, TrialError, objective
+from pipeline.tuning.trial import TrialError, objective
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +81,7 @@ def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
 
 
 class TrialSeededTPE(optuna.samplers.BaseSampler):
-    """Optuna's TPE seeded with `seed + N` for trial N: one worker replays exactly, and
-    workers started together still draw different trials (one seed each drew the same).
-    A TPESampler per trial: TPE keeps no state between trials beyond the storage."""
+    """Optuna's TPE seeded `seed + N` for trial N: replays exactly, yet parallel workers differ."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -126,7 +123,7 @@ def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     best = study.best_trial
     log.info("trial %d: validation MSE %.3g, test MSE %.3g, %s s; best so far: trial %d "
              "(validation %.3g)", trial.number, trial.value,
-             trial.user_attrs[REPORTED], trial.user_attrs["seconds"], best.number,
+             trial.user_attrs[REPORTED_METRIC], trial.user_attrs["seconds"], best.number,
              best.value)
 
 
@@ -144,7 +141,7 @@ def summary(study: optuna.Study) -> None:
                             f"{paths.TUNE_LOGS_DIR}") from None
     log.info("best: trial %d, experiment %s: validation free-running MSE %.3g, test %.3g; "
              "%s", best.number, best.user_attrs["experiment"], best.value,
-             best.user_attrs[REPORTED],
+             best.user_attrs[REPORTED_METRIC],
              ", ".join(f"{key}={value}" for key, value in best.params.items()))
     log.info("best so far, by trial: %s", ", ".join(
         f"{number}: {value:.3g}" for number, value in improvements(study.trials)))
@@ -163,8 +160,7 @@ def training_share(trials: list[optuna.trial.FrozenTrial]) -> str:
 
 
 def improvements(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, float]]:
-    """Return (trial number, value) of each completed trial that beat every earlier one:
-    the study's best-so-far curve, at most one entry per trial."""
+    """Return (number, value) of each completed trial that beat every earlier one."""
     found: list[tuple[int, float]] = []
     for trial in sorted(trials, key=lambda trial: trial.number):
         if trial.state == optuna.trial.TrialState.COMPLETE and (
@@ -174,9 +170,7 @@ def improvements(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, floa
 
 
 def require_committed(params: Params) -> None:
-    """Refuse a study whose trials would not see the series: each trial is a DVC
-    experiment, run from the last commit plus changes to files git tracks, so a CSV
-    (or its .dvc file) that is not committed is missing there."""
+    """Refuse a study on a CSV not committed: trials run from the last commit."""
     if params.generate.source != "csv":
         return
     path = params.generate.csv.path

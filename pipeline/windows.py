@@ -1,9 +1,6 @@
-"""Windows as a type: each split's stretch of series, its window count, and its windows.
-
-Window i: encoder input = input[i : i+steps], target = target[i : i+steps], decoder input
-= the target shifted right by one step, 0 first (teacher forcing). windows.npz stores
-only each split's stretch of series (O(points)); windows are cut from it when needed.
-NumPy and pandas only (docs/design.md, "Data flow").
+"""Windows as a type: each split's stretch of series, its window count, its windows.
+windows.npz stores only the stretches (O(points)); window i = input[i:i+steps], its
+target, and the target shifted right (0 first) as decoder input.
 """
 
 import math
@@ -36,8 +33,7 @@ def split_sizes(windows: int, validation_fraction: float) -> tuple[int, int]:
 
 def starts_outside(start_points: tuple[int, ...], training_points: int, steps: int
                    ) -> list[int]:
-    """Return the plot start points that are not windows of a training series of
-    `training_points` (plot draws from those windows, so they must exist)."""
+    """Return the plot start points that are no window of a training series of that length."""
     windows = window_count(training_points, steps)
     return [point for point in start_points if not 0 <= point < windows]
 
@@ -56,8 +52,8 @@ def spread(count: int, chosen: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Split:
-    """One split's stretch of series: x (points,), input (points, k), target (points,),
-    and the index, in its series, of its first window."""
+    """One split's stretch (x, input (points, k), target) and its first window's index in
+    its series."""
 
     name: str
     x: np.ndarray
@@ -82,10 +78,7 @@ class Split:
         return starts[(starts >= self.first) & (starts < self.first + self.count)] - self.first
 
     def windows(self, which: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
-        """Return its windows (`which`: their indices in the split, default all):
-        encoder_in (windows, steps, k), decoder_in and target (windows, steps, 1) as
-        float32, x (windows, steps) and start (windows,), each window's index in its
-        series. Only the chosen windows are copied."""
+        """Return its windows `which` (default all): encoder_in, decoder_in, target, x and start."""
 
         def cut(values: np.ndarray) -> np.ndarray:
             return sliding_window_view(values, self.steps, axis=0)[which]
@@ -139,8 +132,7 @@ class Windows:
         return self.train.input.shape[1]
 
     def scaling_statistics(self) -> dict[str, np.ndarray]:
-        """Return mean and variance of each input column and of the target over the
-        training split alone: validation and test never shape the scaling."""
+        """Return inputs' and target's mean and variance over the training split alone."""
         inputs, target = self.train.input, self.train.target
         return {"input_mean": inputs.mean(axis=0), "input_variance": inputs.var(axis=0),
                 "target_mean": np.array([target.mean()]),

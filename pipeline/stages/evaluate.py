@@ -1,8 +1,6 @@
-"""Stage `evaluate`: measure the saved models teacher-forced and free-running.
-
-Streams every window of every split through the saved predictor (the artifact served)
-and the training model, scored beside the naive baselines (pipeline.metrics); keeps a
-bounded set of windows in predictions.csv. Metrics go to the run and the model version.
+"""Stage `evaluate`: score the saved predictor (the artifact served) free-running and the
+training model teacher-forced on every window, streamed, beside the naive baselines; keep
+a bounded sample in predictions.csv.
 """
 
 from pipeline.backend import keras, tf
@@ -33,8 +31,7 @@ Call = Callable[..., tf.Tensor]  # a model's compiled inference
 
 def score(free_run: Call, teacher_forced: Call, windows: Windows,
           batch_size: int) -> dict[str, dict[str, float]]:
-    """Return every split's scores, streaming its windows through both models' compiled
-    calls (pipeline.model.compiled_call)."""
+    """Return every split's scores, streaming its windows through both compiled models."""
     target_mean = float(windows.scaling_statistics()["target_mean"][0])
     total = sum(split.count for split in windows.splits())
     log.info("decoding %d windows (%s) in batches of %d", total,
@@ -52,8 +49,8 @@ def score(free_run: Call, teacher_forced: Call, windows: Windows,
 
 
 def table_windows(split: Split, sample: int, start_points: tuple[int, ...]) -> np.ndarray:
-    """Return the indices, within `split`, of the windows predictions.csv shows: `sample`
-    spread evenly, and for the training series the `start_points` it holds."""
+    """Return the indices in `split` of the windows predictions.csv shows: `sample` spread,
+    and the training series' `start_points`."""
     starts = split.local(list(start_points)) if split.name in TRAINING_SPLITS else []
     return np.union1d(spread(split.count, sample), starts).astype(int)
 
@@ -102,8 +99,7 @@ def summary(split: str, metrics: dict[str, float]) -> str:
 
 
 def warn_if_beaten(validation: dict[str, float]) -> None:
-    """Say in one line when a naive baseline beats the model on validation: naming the
-    best of them and the model's skill against it (below 0)."""
+    """Warn in one line when a naive forecast beats the model on validation, naming the best one."""
     beaten = {name: validation[f"skill_vs_{name}"] for name in BASELINES
               if validation.get(f"skill_vs_{name}", 0.0) < 0}
     if beaten:

@@ -1,8 +1,6 @@
-"""Stage `generate`: the training and held-out test series, as two tables.
-
-Samples the seed's functions (sin → cos, and a test range never seen), or reads the
-user's CSV (`generate.source: csv`: last `test_rows` held out, gaps as `missing` says),
-checked against the windows before anything is written. No TensorFlow or MLflow.
+"""Stage `generate`: the training and held-out test series, sampled from the seed's
+functions or read from the user's CSV (last `test_rows` held out, gaps as `missing`
+says). No TensorFlow or MLflow.
 """
 
 import logging
@@ -44,8 +42,8 @@ def make_train_and_test(params: GenerateParams) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def read_own_series(csv: CsvParams) -> pd.DataFrame:
-    """Return the CSV's x, input(s) and target columns: gaps handled as
-    `generate.csv.missing` says, values finite, x increasing. Index: the data row - 1."""
+    """Return the CSV's x, input(s) and target: gaps handled, values finite, x increasing;
+    index = data row - 1."""
     path = Path(csv.path)
     if not path.is_file():
         raise InputError(f"{path}: no such file (generate.csv.path); put your series there "
@@ -72,8 +70,8 @@ def check_increasing(table: pd.DataFrame, x: str, path: Path | str) -> None:
 
 
 def fill_gaps(table: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
-    """Return `table` with its empty or NaN cells handled as `generate.csv.missing` says:
-    error names the first, drop removes their rows, interpolate fills them linearly in x."""
+    """Return `table` with its gaps handled as `generate.csv.missing` says (error, drop,
+    interpolate)."""
     gaps = table.isna()
     if not gaps.any(axis=None):
         return table
@@ -91,9 +89,8 @@ def fill_gaps(table: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
 
 
 def interpolate(table: pd.DataFrame, gaps: pd.DataFrame, csv: CsvParams) -> pd.DataFrame:
-    """Return `table` with every gap filled linearly between its neighbours: x by row
-    position (an evenly sampled series), the other columns in x. A gap in the first or
-    last row has one neighbour only, and is an error."""
+    """Return `table` with each inner gap filled linearly (x by row, others in x); an edge
+    gap is an error."""
     edges = gaps.iloc[[0, -1]].any()
     if edges.any():
         column = edges.idxmax()
@@ -115,9 +112,8 @@ def interpolate(table: pd.DataFrame, gaps: pd.DataFrame, csv: CsvParams) -> pd.D
 
 
 def split_own_series(series: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (training, test) rows, or fail if either is too short for its windows or
-    `plot.start_points` are not training windows: the rules params.yaml's sampled series
-    meet before any work, checked as soon as the CSV's length is known."""
+    """Return (training, test) rows, or fail if either is too short for its windows or a
+    plotted start is no training window."""
     csv, window = params.generate.csv, params.window
     rows, steps, path = len(series), window.steps, csv.path
     train_rows = rows - csv.test_rows

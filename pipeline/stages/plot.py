@@ -1,9 +1,5 @@
-"""Stage `plot`: the seed's three figures (pipeline.figures), as PNG files logged to the run.
-
-1. the input and target series; 2. loss and val_loss per epoch; 3. free-running
-predictions from the `plot.start_points` windows against the true target. Imports no
-TensorFlow. A tuning trial's figures go to DVC only (its experiment stays complete for
-`dvc exp apply`; the study ranks trials on metrics), so it imports no MLflow either.
+"""Stage `plot`: the seed's three figures as PNG files, logged to the run. No TensorFlow; a
+tuning trial's figures go to DVC only, so it imports no MLflow either.
 """
 
 import logging

@@ -1,8 +1,5 @@
-"""Stage `train`: fit the seed's Seq2Seq model with Keras' `fit` and open its MLflow run.
-
-Writes the training model, the predictor (same weights, free-running), the per-epoch
-history and run.json. The run holds params, provenance, datasets, live loss curves, a few
-prediction images, system metrics and both models (the predictor registered).
+"""Stage `train`: fit the Seq2Seq model with Keras' `fit`, tracked in an MLflow run; write
+both models, the history and run.json.
 """
 
 from pipeline.backend import keras
@@ -54,8 +51,7 @@ def history_table(history: keras.callbacks.History) -> pd.DataFrame:
 
 
 def logged_history(run_id: str) -> pd.DataFrame:
-    """Return loss and val_loss per epoch as the run holds them, every epoch of a resumed
-    training included: the table DVC plots."""
+    """Return loss and val_loss per epoch as the run holds them (a resumed training's too)."""
     loss, val_loss = (run_data.metric_by_step(run_id, key) for key in ("loss", "val_loss"))
     epochs = sorted(loss)
     return pd.DataFrame({"epoch": epochs, "loss": [loss[epoch] for epoch in epochs],
@@ -65,9 +61,8 @@ def logged_history(run_id: str) -> pd.DataFrame:
 def train_model(params: Params, windows: Windows,
                 callbacks: list[keras.callbacks.Callback]
                 ) -> tuple[keras.Model, keras.Model, pd.DataFrame]:
-    """Build a seeded model and fit it; return the training model, the network `fit`
-    trained (that model, or with `train.decoding: free_running` its predictor, sharing its
-    weights) and the epochs this fit trained."""
+    """Build a seeded model and fit it; return it, the network `fit` trained (it, or its
+    predictor for free-running decoding) and the history."""
     params = params.used()  # `auto` values as they apply to this source
     keras.utils.set_random_seed(params.train.seed)
     strategy = distribution(params.train.devices)
@@ -90,8 +85,7 @@ def train_model(params: Params, windows: Windows,
 
 
 def scaling_of(params: Params, windows: Windows) -> dict[str, np.ndarray] | str | None:
-    """Return `build_training_model`'s scaling for `params.used()`: the training split's
-    statistics (standard), "window", or None (none)."""
+    """Return `build_training_model`'s scaling: training statistics, "window" or None."""
     scaling = params.model.scaling
     return {"standard": windows.scaling_statistics(), "none": None}.get(scaling, scaling)
 
@@ -106,8 +100,7 @@ def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> N
 
 def log_models(model: keras.Model, predictor: keras.Model, windows: Windows,
                registered_model: str) -> dict[str, str]:
-    """Log both models, two validation windows as their examples, and register the
-    predictor; return their URIs and its version, as run.json records them."""
+    """Log both models and register the predictor; return what run.json records of them."""
     examples = windows.validation.windows(slice(0, 2))
     encoder_in, decoder_in = examples["encoder_in"], examples["decoder_in"]
     trained = logged.log_keras_model(model, "model",
@@ -119,8 +112,7 @@ def log_models(model: keras.Model, predictor: keras.Model, windows: Windows,
 
 
 def main() -> None:
-    """Train, save the models and history, and record everything in an MLflow run: a new
-    one, or the run of a killed training that this one resumes (pipeline.resume)."""
+    """Train, save and track: in a new run, or in the run of a killed training this one resumes."""
     params = load_params()
     windows = Windows.read(paths.WINDOWS)
     keras.config.disable_interactive_logging()  # no progress bars in DVC's log...
@@ -168,8 +160,7 @@ def stop_requests() -> list[keras.callbacks.Callback]:
 
 
 def start_records(params: Params, windows: Windows) -> None:
-    """Log a new run's params (with `used.<key>`: what each `auto` value stood for) and its
-    three datasets."""
+    """Log a new run's params (`used.<key>`: what each `auto` stood for) and datasets."""
     run_data.log_params({**params.flat(paths.STAGES["train"].params),
                          **{f"used.{key}": value for key, value in params.resolved().items()}})
     mlflow.set_tag(registry.DATA_TAG, registry.data_digest(params))  # what champion compares

@@ -1,7 +1,5 @@
-"""Stage `window`: cut the series into the train, validation and test splits of windows.
-
-How windows are cut and stored is pipeline.data's; this stage reads the two series and
-writes windows.npz. NumPy and pandas only.
+"""Stage `window`: cut the two series into train, validation and test splits (windows.npz).
+NumPy and pandas only.
 """
 
 import logging

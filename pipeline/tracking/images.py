@@ -1,9 +1,5 @@
-"""The free-running prediction figure logged to the training run as it learns.
-
-At a few epochs spread over training, `train` draws what the model predicts from a few
-windows of the training series (the figure `plot` draws, smaller) and logs it with
-`mlflow.log_image(key=..., step=epoch)`: the MLflow UI then shows the selected runs'
-predictions side by side in its chart view, with a step slider to see each one evolve.
+"""The free-running prediction figure, logged by `train` at a few epochs with
+`mlflow.log_image(key, step)`: the MLflow UI compares runs' images with a step slider.
 """
 
 from pipeline.backend import keras, tf
@@ -25,8 +21,7 @@ IMAGE_SIZE, IMAGE_DPI = (6, 3), 80  # 480×240 pixels: enough to compare, cheap 
 
 
 def image_epochs(epochs: int, count: int) -> frozenset[int]:
-    """Return the epochs (0-based) whose figure is logged: `count` spread from the last
-    back to the first (one is the last), fewer if training is shorter."""
+    """Return `count` epochs (0-based) spread from the last back to the first."""
     if count == 0:
         return frozenset()
     spread = np.linspace(epochs - 1, 0, min(count, epochs)).round().astype(int)
@@ -34,8 +29,7 @@ def image_epochs(epochs: int, count: int) -> frozenset[int]:
 
 
 def drawn_windows(windows: Windows) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Return DRAWN_WINDOWS windows spread over the training series (train and validation
-    splits), and the target series they lie on (x, target)."""
+    """Return DRAWN_WINDOWS windows spread over the training series, and that series (x, target)."""
     starts = spread(windows.train.count + windows.validation.count, DRAWN_WINDOWS)
     parts = [split.windows(split.local(starts)) for split in (windows.train, windows.validation)]
     return ({name: np.concatenate([part[name] for part in parts]) for name in parts[0]},
@@ -43,11 +37,8 @@ def drawn_windows(windows: Windows) -> tuple[dict[str, np.ndarray], pd.DataFrame
 
 
 class PredictionImages(keras.callbacks.Callback):
-    """Log the free-running prediction figure at the epochs `image_epochs` picks, and of
-    the final model when early stopping ends training before the last of them.
-
-    Epochs in `logged` (a resumed training's, already in the run) are not logged again.
-    """
+    """Log the prediction figure at the planned epochs (not those in `logged`), and the
+    final model's if early stopping ends training first."""
 
     def __init__(self, windows: Windows, epochs: int, count: int,
                  logged: frozenset[int] = frozenset()) -> None:
@@ -61,8 +52,7 @@ class PredictionImages(keras.callbacks.Callback):
         self.figure: Figure | None = None  # drawn once; later epochs change its predictions
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
-        """Build the free-running predictor on the model's own layers (its weights live),
-        and its compiled call: traced once, it costs less than two eager calls."""
+        """Build the predictor on the model's live layers and its compiled call."""
         if self.planned:  # the model `fit` trains may be the predictor already
             self.predictor = (self.model if len(self.model.inputs) == 1
                               else build_predictor(self.model))
@@ -75,9 +65,7 @@ class PredictionImages(keras.callbacks.Callback):
             self.log_figure(epoch, f"epoch {epoch}")
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-        """Log the final model's figure, at the step after the last epoch, when early
-        stopping ended training before its last planned epoch (its best weights are back
-        by now)."""
+        """Log the final model's figure if training stopped before its last planned epoch."""
         if self.planned and 0 <= self.last_epoch < max(self.planned):
             self.log_figure(self.last_epoch + 1, "final model (best val_loss weights)")
 

@@ -1,10 +1,6 @@
-"""What a training run records besides params and metrics: its data and its models.
-
-Datasets: each split's stretch of series (the points its windows are cut from) as an
-MLflow dataset input, its digest the hash DVC records for the series file it came from,
-its source that file's path in the project.
-Models: logged with MLflow's Keras flavor, a signature and explicit pip requirements;
-the predictor also becomes a new version of the registered model.
+"""What a training run records besides params and metrics: datasets (each split's stretch,
+its digest DVC's hash of its file) and models (MLflow's Keras flavor, signature, explicit
+pip requirements).
 """
 
 import warnings
@@ -26,8 +22,7 @@ DATASET_CONTEXTS = {"train": "training", "validation": "validation", "test": "te
 
 
 def log_dataset(split: str, stretch: tuple[np.ndarray, np.ndarray], source: Path) -> None:
-    """Record one split's stretch of series, input (points, k) and target (points,), as a
-    dataset input of the active run."""
+    """Record one split's stretch (input, target) as a dataset input of the active run."""
     with warnings.catch_warnings():
         # A relative path matches two of MLflow's local-file sources, and they are alike.
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
@@ -38,14 +33,9 @@ def log_dataset(split: str, stretch: tuple[np.ndarray, np.ndarray], source: Path
 
 def log_keras_model(model: Any, name: str, example: Any,
                     registered_model: str | None = None) -> ModelInfo:
-    """Log a Keras model to the active run with `mlflow.keras.log_model` and a signature
-    inferred from `example`; return its ModelInfo. With `registered_model`, the model also
-    becomes that model's next version.
-
-    Pip requirements are explicit, so MLflow does not infer them by loading the model. No
-    input example is logged: in MLflow 3.17 the Keras flavor writes it before it creates
-    the model's folder and fails (mlflow issue 16183); the serving payload is in docs/guide.md.
-    """
+    """Log a Keras model with `mlflow.keras.log_model` (registered as `registered_model` if
+    given). No input example: MLflow 3.17 writes it before the model's folder exists
+    (mlflow issue 16183)."""
     # A direct call, not predict(): two windows need no compiled predict function.
     signature = infer_signature(example, np.asarray(model(example, training=False)))
     requirements = [f"{package}=={version(package)}" for package in ("tensorflow", "keras")]
@@ -55,14 +45,8 @@ def log_keras_model(model: Any, name: str, example: Any,
 
 
 class EpochMetrics(MlflowCallback):
-    """MLflow's Keras callback, each metric once per epoch with the epoch as its step.
-
-    MlflowCallback also logs `validation_<metric>` whenever an evaluation ends, always at
-    step 0 (mlflow issue 14293): a second val_loss, drawn as a vertical line. `fit` already
-    reports `val_loss` per epoch, so that record is left out. A resumed training trains
-    again the epochs after its last backup; those the run already holds (`logged`) keep
-    their first record.
-    """
+    """MLflow's Keras callback without its step-0 `validation_loss` (mlflow issue 14293),
+    skipping epochs a resumed run holds."""
 
     def __init__(self, logged: frozenset[int] = frozenset()) -> None:
         super().__init__()

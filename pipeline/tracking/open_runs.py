@@ -1,8 +1,5 @@
-"""Runs held open by live stages: a record per run, locked while its stage lives.
-
-A stage killed without ending its run (SIGKILL, out of memory) leaves its run RUNNING and
-its record unlocked; the next stage that tracks from the same working copy ends such runs
-KILLED. Records live under the repository root; locks go through `filelock` (portable).
+"""Runs held open by live stages, each a record locked while its stage lives: the next stage
+ends KILLED the runs a killed stage left RUNNING.
 """
 
 import hashlib
@@ -29,11 +26,7 @@ def _store_digest() -> str:
 
 @contextmanager
 def holding(run_id: str) -> Iterator[None]:
-    """Record, under the repository root, that this process holds `run_id` open.
-
-    The record's lock is held while the stage lives: a record whose lock nobody holds
-    belongs to a stage that was killed without ending its run (SIGKILL, out of memory).
-    """
+    """Record, locked while this process lives, that it holds `run_id` open."""
     folder = store.project_root() / paths.OPEN_RUNS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     record, lock = folder / f"{run_id}.json", folder / f"{run_id}.lock"
@@ -49,8 +42,7 @@ def holding(run_id: str) -> Iterator[None]:
 
 
 def close_abandoned(keep: str | None = None) -> None:
-    """End KILLED this store's runs that a killed stage of this working copy left RUNNING,
-    except `keep`, which the caller is about to continue."""
+    """End KILLED this store's runs that killed stages left RUNNING, except `keep`."""
     folder = store.project_root() / paths.OPEN_RUNS_DIR
     for record in folder.glob("*.json") if folder.is_dir() else ():
         try:

@@ -1,5 +1,4 @@
-"""Where a run came from: the code's git commit, the packages, the DVC experiment and the
-tuning study. What a study hands the stages of its trials is named here too."""
+"""Where a run came from: git commit, packages, DVC experiment, tuning study."""
 
 import os
 import subprocess

@@ -1,8 +1,5 @@
-"""The Model Registry: each trained predictor is a version of one registered model.
-
-`train` registers the version (see pipeline.tracking.logged), `evaluate` tags it with its
-metrics, and `python -m pipeline.champion` moves the `champion` alias, the name users
-load and serve: `models:/<registered model>@champion`.
+"""The Model Registry: each predictor a version; `evaluate` tags it, `pipeline.champion`
+moves the `champion` alias users serve.
 """
 
 import hashlib
@@ -33,9 +30,8 @@ PRUNED_TAG = "pipeline.pruned"  # a tuning trial stopped early: never a champion
 
 
 def tag_version(name: str, version: str, metrics: Mapping[str, float]) -> None:
-    """Tag a model version with each split's free-running MSE, what the registry ranks
-    and reports; every other metric is on the version's run. One request per tag: a
-    server with logins spends about 0.3 s of CPU on each (measured), so not all 36."""
+    """Tag a version with each split's free-running MSE (one request per tag: not all 36
+    metrics)."""
     client = MlflowClient()
     for key, value in metrics.items():
         if key.endswith(".free_run_mse"):
@@ -51,9 +47,8 @@ def _versions_by_run(client: MlflowClient, name: str) -> dict[str, ModelVersion]
 
 
 def data_digest(params: Params) -> str:
-    """Return a digest of what decides a model's data: the sampled functions' settings, or
-    the CSV's settings and content (its DVC hash), and the validation share. The window
-    length is left out: a study may vary it, and ranks its trials across it."""
+    """Return a digest of what decides a model's data (series settings, CSV hash, validation
+    share); not the window length, which a study varies."""
     generate = params.generate
     if generate.source == "csv":
         what = {"csv": generate.csv.model_dump(), "md5": dvc_md5(Path(generate.csv.path))}
@@ -65,9 +60,8 @@ def data_digest(params: Params) -> str:
 
 def best_version(name: str, experiment_id: str,
                  data: str) -> tuple[ModelVersion, dict[str, float]]:
-    """Return the version of `name` whose run in the experiment has the lowest
-    validation.free_run_mse among models trained on `data` (DATA_TAG) and not pruned,
-    and that run's metrics."""
+    """Return the unpruned version trained on `data` with the lowest validation MSE, and its
+    run's metrics."""
     client = MlflowClient()
     versions = _versions_by_run(client, name)
     ranked = client.search_runs([experiment_id], f"metrics.`{RANKING_METRIC}` >= 0 and "

@@ -1,7 +1,4 @@
-"""A run's data (MLflow's RunData): its params and metrics, through MLflow's public API.
-
-Which run a stage writes into is `runs`'; where runs are stored, `store`'s.
-"""
+"""A run's params and metrics, through MLflow's public API."""
 
 import logging
 from collections.abc import Mapping
@@ -26,11 +23,8 @@ def metric_by_step(run_id: str, key: str) -> dict[int, float]:
 
 
 def log_params(values: Mapping[str, Any]) -> None:
-    """Log params of the active run; a value that changed since is recorded as a tag.
-
-    MLflow params are immutable, yet a plot-only edit reruns `plot` on the same run: the
-    tag then says which value the current figures used.
-    """
+    """Log params of the active run; a value changed since (a plot-only edit) is recorded as
+    a tag."""
     texts = {key: str(list(value) if isinstance(value, tuple) else value)
              for key, value in values.items()}  # lists as params.yaml writes them
     logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params

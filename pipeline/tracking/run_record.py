@@ -10,8 +10,7 @@ from pipeline.files import read_json, write_json
 
 @dataclass(frozen=True)
 class RunRecord:
-    """The MLflow run that trained the model, both logged models and the predictor's
-    registered version."""
+    """The run that trained the model, both logged models and the predictor's version."""
 
     run_id: str
     experiment_id: str

@@ -1,8 +1,5 @@
-"""Which MLflow run a stage writes into, decided in one place; the run opened and ended.
-
-`choose`: `train` gets a new run or the one its backup resumes; `evaluate` and `plot`
-the training run (run.json), or, in a DVC experiment that reuses another run's model,
-the experiment's own run. `opened` ends it FINISHED, FAILED or KILLED (docs/design.md).
+"""Which MLflow run a stage writes into, decided in one place (`choose`), then opened and
+ended FINISHED, FAILED or KILLED (`opened`).
 """
 
 import logging
@@ -42,8 +39,8 @@ class Choice:
 
 
 def choose(stage: str, experiment: str, backup: tuple[str, int] | None = None) -> Choice:
-    """Return the run `stage` writes into. `train` passes its backup's record (run id,
-    resumes before), if any; the other stages read run.json."""
+    """Return the run `stage` writes into (`train`: with its backup's run id and resumes, if
+    any)."""
     with store.refusals():
         return _choose(stage, experiment, backup)
 
@@ -77,8 +74,7 @@ def _training_choice(experiment_id: str, backup: tuple[str, int] | None) -> Choi
 
 
 def _found(run_id: str) -> Run | None:
-    """Return run `run_id` from the store, None if the store does not have it; any other
-    error (a refused login, say) is raised for `store.refusals` to word."""
+    """Return the run, or None if the store lacks it (other errors are raised)."""
     try:
         return MlflowClient().get_run(run_id)
     except MlflowException as err:
@@ -100,8 +96,8 @@ def _stored_run(run_id: str) -> Run:
 @contextmanager
 def opened(choice: Choice, params: Mapping[str, Any] | None = None
            ) -> Iterator[mlflow.ActiveRun]:
-    """Start or continue the chosen run; end it when the block ends. A new experiment's
-    run gets `params` (all of them) and the training run's results."""
+    """Start or continue the chosen run, ended with the block; a new experiment run gets
+    `params` and the training run's results."""
     open_runs.close_abandoned(keep=choice.run_id if choice.kind == "resumed" else None)
     training = choice.kind in {"new", "resumed"}
     if training:

@@ -1,10 +1,5 @@
-"""Where MLflow keeps runs: the store's URI, a fast check that a server answers, the
-experiment.
-
-The default store is `sqlite:///<repo root>/mlflow.db`, the root taken from DVC_ROOT
-when DVC runs the stage, so experiments DVC runs in temporary copies land in the same
-store; MLFLOW_TRACKING_URI overrides it (a team's server). Artifacts of a local store go
-to `<repo root>/mlartifacts`, set as an absolute path when the experiment is created.
+"""Where MLflow keeps runs: MLFLOW_TRACKING_URI, else `sqlite:///<repo root>/mlflow.db`
+(root from DVC_ROOT, so temporary experiment copies share it), artifacts beside it.
 """
 
 import os
@@ -60,11 +55,7 @@ def shown(uri: str) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """Fail fast, naming the URI, if an HTTP tracking server does not answer.
-
-    The request goes the way MLflow's client goes (`requests`, so HTTP(S)_PROXY and
-    NO_PROXY apply); any HTTP answer will do, only no answer within seconds fails.
-    """
+    """Fail fast, naming the URI, if an HTTP tracking server gives no answer within seconds."""
     if urlsplit(uri).scheme not in {"http", "https"}:
         return
     try:
@@ -78,8 +69,7 @@ def check_reachable(uri: str) -> None:
 
 @contextmanager
 def refusals() -> Iterator[None]:
-    """Turn a tracking server's refusal (no login, or a login that may only read) into one
-    line naming the server and the user, never the password."""
+    """Turn a server's refusal into one line naming the server and user, never the password."""
     try:
         yield
     except MlflowException as err:
@@ -97,11 +87,7 @@ def refusals() -> Iterator[None]:
 
 @contextmanager
 def _creation_lock(uri: str) -> Iterator[None]:
-    """Hold a lock beside a local SQLite store while its schema or experiment is created.
-
-    Queued experiments that start together would otherwise race to create them ("table
-    already exists", "database is locked").
-    """
+    """Lock a SQLite store while its schema or experiment is created (parallel experiments race)."""
     if not uri.startswith(SQLITE_PREFIX):
         yield
         return

@@ -1,9 +1,5 @@
-"""One DVC experiment as a process: run it outside the workspace, read its metrics.
-
-`dvc exp run --temp` runs the pipeline in a temporary copy of the repository, so the
-workspace stays as it was and several experiments can run at once; `--wait-for-lock`
-lets them take turns at DVC's short repository lock instead of failing. The experiment
-then shows in `dvc exp show` like any other.
+"""One DVC experiment as a process (`dvc exp run --temp`: the workspace stays as it is, and
+several run at once), and its metrics.
 """
 
 import os
@@ -19,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.params import Value
+from pipeline.paths import METRICS
 
-Value = bool | int | float | str
-METRICS_FILE = "data/metrics/metrics.json"
 # A stage's one-line error (pipeline.cli), then DVC's own.
 _STAGE_ERROR = re.compile(r" pipeline[\w.]*: error: (.*)$")
 _DVC_ERROR = re.compile(r"^ERROR: (.*)$")
@@ -34,8 +30,7 @@ class ExperimentError(PipelineError):
 
 
 def set_param(key: str, value: Value) -> str:
-    """Return `dvc exp run`'s -S argument that sets `key` to `value` (floats written out in
-    full, so every YAML reader takes them as numbers)."""
+    """Return the -S argument setting `key` to `value` (floats in full, read as numbers)."""
     if isinstance(value, float):
         text = np.format_float_positional(value, trim="0")
     elif isinstance(value, bool):
@@ -46,8 +41,8 @@ def set_param(key: str, value: Value) -> str:
 
 
 def failure_reason(lines: list[str]) -> str:
-    """Return why an experiment failed, from the end of its output: the stage's one-line
-    error if there is one, else DVC's last error, else the last line."""
+    """Return why an experiment failed: the stage's one-line error, else DVC's, else the
+    last line."""
     for pattern in (_STAGE_ERROR, _DVC_ERROR):
         found = [match.group(1) for line in lines if (match := pattern.search(line))]
         if found:
@@ -58,10 +53,8 @@ def failure_reason(lines: list[str]) -> str:
 @contextmanager
 def running(name: str, values: dict[str, Value], log_file: Path,
             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Start DVC experiment `name` with params.yaml `values` set, its output to
-    `log_file`; yield its process while it runs, then wait for it and raise
-    ExperimentError with the reason if it failed. Leaving early (an error, Ctrl-C) ends
-    the experiment."""
+    """Run experiment `name` with `values`, output to `log_file`; raise ExperimentError if
+    it fails. Leaving early ends it."""
     settings = [argument for key, value in values.items()
                 for argument in ("-S", set_param(key, value))]
     command = [sys.executable, "-m", "dvc", "--wait-for-lock", "exp", "run", "--temp",
@@ -98,6 +91,6 @@ def metrics(name: str, keys: tuple[str, ...]) -> dict[str, float]:
     found = next((row for row in rows if row.get("rev") != "workspace"), {})
     values = {key: found.get(key) for key in keys}
     if not all(isinstance(value, int | float) for value in values.values()):
-        raise ExperimentError(f"experiment {name}: {METRICS_FILE} has no "
+        raise ExperimentError(f"experiment {name}: {METRICS} has no "
                               f"{' and '.join(keys)}")
     return {key: float(value) for key, value in values.items()}

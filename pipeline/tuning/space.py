@@ -1,9 +1,5 @@
-"""The search space of `python -m pipeline.tune`: tune.yaml, validated against params.yaml.
-
-Each entry names a params.yaml key (`section.key`) and the values a trial may give it: a
-range (`low`, `high`, optionally `log` or `step`), a list of `choices`, or one value for
-every trial. Every end of a range and every choice is checked with params.yaml's own
-rules before any trial runs, so a typo costs seconds, not a study.
+"""tune.yaml: per params.yaml key a range, choices or a fixed value, each checked by
+params.yaml's rules before any trial runs.
 """
 
 from pathlib import Path
@@ -13,9 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.errors import ParamsError
 from pipeline.files import read_yaml
-from pipeline.params import Params, with_values
+from pipeline.params import Params, Value, with_values
 
-Value = bool | int | float | str
 # The optuna.Trial methods a dimension calls: suggest_int, suggest_float, suggest_categorical.
 Suggest = Any
 
@@ -97,8 +92,7 @@ PRUNERS = {"median": "MedianPruner", "successive_halving": "SuccessiveHalvingPru
 
 
 class Pruner(BaseModel):
-    """tune.yaml's `pruner`: Optuna's pruner by name, and that class's keyword arguments
-    (its documentation's names, e.g. n_startup_trials, n_warmup_steps)."""
+    """Optuna's pruner by name, with its class's keyword arguments."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: Literal[tuple(PRUNERS)]  # type: ignore[valid-type]

@@ -1,10 +1,5 @@
-"""One trial of a tuning study: a DVC experiment, watched while it trains, pruned if hopeless.
-
-While the experiment runs, its live `val_loss` (from its MLflow run) is reported to
-Optuna here (the trial object lives in this process: optuna issue 2987); when the pruner
-says so, a stop file asks `train` to end cleanly, and the trial ends PRUNED. A trial logs
-no prediction images and keeps its figures in DVC only; it runs every stage, so
-`dvc exp apply` restores all its outputs.
+"""One trial: a DVC experiment whose live val_loss (from its MLflow run) is reported to
+Optuna here (optuna issue 2987); when pruned, a stop file asks `train` to end cleanly.
 """
 
 import logging
@@ -19,14 +14,14 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import paths
 from pipeline.errors import PipelineError
+from pipeline.params import Value
 from pipeline.tracking import provenance, run_data, store
-from pipeline.tracking.registry import PRUNED_TAG
+from pipeline.tracking.registry import PRUNED_TAG, RANKING_METRIC, REPORTED_METRIC
 from pipeline.tuning import experiment
-from pipeline.tuning.space import SearchSpace, Value
+from pipeline.tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-OBJECTIVE, REPORTED = "validation.free_run_mse", "test.free_run_mse"  # metrics.json keys
 FAILURE_ATTR = "failure"  # a failed trial's reason, as a user attribute
 # How often the live curve is read. Each read is a request to the tracking server, which
 # costs a server with logins (basic-auth checks the password hash every time) about 0.3 s
@@ -73,8 +68,8 @@ class LiveCurve:
 
 def watch(process: subprocess.Popen, trial: optuna.Trial, curve: LiveCurve,
           stop_file: Path) -> bool:
-    """Report the curve to Optuna while the experiment runs; ask `train` to stop once the
-    pruner says so. Return whether the trial was pruned."""
+    """Report the curve while the experiment runs; ask `train` to stop once pruned. Return
+    whether pruned."""
     last = math.nan
     while process.poll() is None:
         time.sleep(POLL_SECONDS)
@@ -91,8 +86,7 @@ def watch(process: subprocess.Popen, trial: optuna.Trial, curve: LiveCurve,
 
 def objective(trial: optuna.Trial, space: SearchSpace, study: str,
               experiment_id: str) -> float:
-    """Run the trial's DVC experiment, pruning it if hopeless; return its validation
-    free-running MSE."""
+    """Run the trial's experiment, pruned if hopeless; return its validation free-running MSE."""
     name = f"{study}-{trial.number}"
     # The trial's name is one of its inputs: DVC's run-cache never hands a trial another
     # trial's model (two trials of the same values, one of them pruned).
@@ -109,7 +103,7 @@ def objective(trial: optuna.Trial, space: SearchSpace, study: str,
         with experiment.running(name, values, paths.TUNE_LOGS_DIR / f"{name}.log",
                                 env) as process:
             pruned = watch(process, trial, curve, stop_file)
-        found = experiment.metrics(name, (OBJECTIVE, REPORTED))
+        found = experiment.metrics(name, (RANKING_METRIC, REPORTED_METRIC))
     except PipelineError as err:
         trial.set_user_attr(FAILURE_ATTR, str(err))
         log.warning("trial %d failed after %.0f s: %s", trial.number,
@@ -117,16 +111,16 @@ def objective(trial: optuna.Trial, space: SearchSpace, study: str,
         raise TrialError(str(err)) from err
     finally:
         stop_file.unlink(missing_ok=True)
-    trial.set_user_attr(REPORTED, found[REPORTED])
+    trial.set_user_attr(REPORTED_METRIC, found[REPORTED_METRIC])
     trial.set_user_attr("seconds", round(time.monotonic() - started, 1))
     trial.set_user_attr(run_data.FIT_SECONDS, curve.fit_seconds())
     if pruned:
-        prune(trial, curve, found[OBJECTIVE])
-    if not math.isfinite(found[OBJECTIVE]):
+        prune(trial, curve, found[RANKING_METRIC])
+    if not math.isfinite(found[RANKING_METRIC]):
         trial.set_user_attr(FAILURE_ATTR, "diverged")
-        raise TrialError(f"validation free-running MSE is {found[OBJECTIVE]} (training "
+        raise TrialError(f"validation free-running MSE is {found[RANKING_METRIC]} (training "
                          f"diverged: lower train.learning_rate?)")
-    return found[OBJECTIVE]
+    return found[RANKING_METRIC]
 
 
 def prune(trial: optuna.Trial, curve: LiveCurve, validation: float) -> NoReturn:
@@ -134,7 +128,7 @@ def prune(trial: optuna.Trial, curve: LiveCurve, validation: float) -> NoReturn:
     epochs = len(curve.client.get_metric_history(curve.run_id, "loss"))
     curve.client.set_tag(curve.run_id, PRUNED_TAG, "true")
     trial.set_user_attr("epochs", epochs)
-    trial.set_user_attr(OBJECTIVE, validation)
+    trial.set_user_attr(RANKING_METRIC, validation)
     log.info("trial %d pruned: trained %d epochs, %.0f s", trial.number, epochs,
              trial.user_attrs["seconds"])
     raise optuna.TrialPruned(f"pruned after {epochs} epochs")
