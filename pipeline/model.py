@@ -49,8 +49,9 @@ def scaling_layers(statistics: Mapping[str, np.ndarray]) -> dict[str, layers.Lay
 
 def window_scaling(encoder_in: tf.Tensor, mean_layer: layers.Layer
                    ) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
-    """Return `scaling_layers`' three maps from each window's own mean and spread (RevIN):
-    the target by the first column's; the predictor finds `mean_layer` by name."""
+    """Return `scaling_layers`' three maps from each window's own mean and spread (RevIN),
+    the target by the first column's: a taller or shifted stretch looks like those
+    trained on."""
     mean = mean_layer(encoder_in)  # (windows, 1, k)
     # + 1e-6: a constant window (spread 0) scales to zeros, not to NaN.
     spread = keras.ops.sqrt(mean_layer(keras.ops.square(encoder_in - mean)) + 1e-6)

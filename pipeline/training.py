@@ -25,7 +25,8 @@ IN_MEMORY_WINDOW_VALUES = 3 * 2**20
 
 class EpochOrder(keras.callbacks.Callback):
     """Each epoch's window order from (seed, epoch) alone, so a resumed training draws the
-    uninterrupted one's."""
+    uninterrupted one's. One endless dataset serves every epoch, counted from this fit's
+    first."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()

@@ -81,7 +81,8 @@ def held_trials(rdb: optuna.storages.BaseStorage, study: str) -> int:
 
 
 class TrialSeededTPE(optuna.samplers.BaseSampler):
-    """Optuna's TPE seeded `seed + N` for trial N: replays exactly, yet parallel workers differ."""
+    """Optuna's TPE seeded `seed + N` for trial N: replays exactly, yet parallel workers
+    differ. One TPESampler per trial: TPE keeps no state but the storage."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed

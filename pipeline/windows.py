@@ -78,7 +78,9 @@ class Split:
         return starts[(starts >= self.first) & (starts < self.first + self.count)] - self.first
 
     def windows(self, which: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
-        """Return its windows `which` (default all): encoder_in, decoder_in, target, x and start."""
+        """Return its windows `which` (default all), only those copied: encoder_in (windows,
+        steps, k), decoder_in, target (windows, steps, 1), x, start (index in its
+        series)."""
 
         def cut(values: np.ndarray) -> np.ndarray:
             return sliding_window_view(values, self.steps, axis=0)[which]
