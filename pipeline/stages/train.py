@@ -87,7 +87,9 @@ def train_model(params: Params, windows: Windows,
 def scaling_of(params: Params, windows: Windows) -> dict[str, np.ndarray] | str | None:
     """Return `build_training_model`'s scaling: training statistics, "window" or None."""
     scaling = params.model.scaling
-    return {"standard": windows.scaling_statistics(), "none": None}.get(scaling, scaling)
+    if scaling == "standard":  # the statistics only when used: a pass over the whole split
+        return windows.scaling_statistics()
+    return None if scaling == "none" else scaling
 
 
 def save(model: keras.Model, predictor: keras.Model, history: pd.DataFrame) -> None:
