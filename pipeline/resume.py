@@ -61,9 +61,8 @@ def remove(folder: Path) -> None:
 
 
 class TrainingBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore at most every `seconds`, flushing MLflow first and checkpointing
-    what Keras leaves out (optimizer, EarlyStopping), so a resumed fit goes on as if
-    never stopped."""
+    """BackupAndRestore (weights and optimizer) at most every `seconds`, flushing MLflow first
+    and checkpointing EarlyStopping's state, so a resumed fit goes on as if never stopped."""
 
     def __init__(self, folder: Path, seconds: float, flush: Callable[[], None] = lambda: None,
                  stopping: keras.callbacks.EarlyStopping | None = None,
@@ -73,7 +72,7 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
                          double_checkpoint=True)
         self.folder, self.seconds, self.flush, self.clock = folder, seconds, flush, clock
         self.stopping = stopping
-        self.last_saved = self.started_at = self.states = None
+        self.last_saved = self.started_at = self.stopping_state = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         initial = self.model.get_weights()
@@ -84,7 +83,8 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
                         "first epoch", self.folder, " ".join(str(err).split()))
             shutil.rmtree(self.backup_dir, ignore_errors=True)
             self.model.set_weights(initial)
-        self.states = _ExtraState(self.model, self.stopping, self.folder / "state")
+        if self.stopping is not None:
+            self.stopping_state = _StoppingState(self.model, self.stopping, self.folder / "state")
         self.last_saved = self.clock()
         self.started_at = None
 
@@ -92,46 +92,44 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if self.started_at is None:  # the first epoch of this fit: where it resumed
             self.started_at = epoch
             if epoch:
-                restored = self.states.restore(epoch)
+                restored = self.stopping_state.restore(epoch) if self.stopping_state else []
                 log.info("resuming training from its backup: epoch %d (%s restored)",
-                         epoch + 1, ", ".join(["weights", *restored]))
+                         epoch + 1, ", ".join(["weights", "optimizer", *restored]))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.clock() - self.last_saved < self.seconds:
             return
         self.flush()
-        self.states.save(epoch + 1)
+        if self.stopping_state:
+            self.stopping_state.save(epoch + 1)
         super().on_epoch_end(epoch, logs)
         self.last_saved = self.clock()
 
 
-class _ExtraState:
-    """The optimizer's and EarlyStopping's state as `tf.train.Checkpoint`s by epoch, the
-    last two kept."""
+class _StoppingState:
+    """EarlyStopping's state, which Keras' backup leaves out, as `tf.train.Checkpoint`s by
+    epoch, the last two kept."""
 
-    def __init__(self, model: keras.Model, stopping: keras.callbacks.EarlyStopping | None,
+    def __init__(self, model: keras.Model, stopping: keras.callbacks.EarlyStopping,
                  folder: Path) -> None:
         self.stopping = stopping
-        parts: dict = {"optimizer": model.optimizer}
-        if stopping is not None:
-            # EarlyStopping's (wait, best epoch, has best weights), best and best weights.
-            self.counts = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)
-            self.best = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-            self.weights = [tf.Variable(tf.zeros_like(weights), trainable=False)
-                            for weights in model.get_weights()]
-            parts |= {"counts": self.counts, "best": self.best, "weights": self.weights}
-        self.checkpoint = tf.train.Checkpoint(**parts)
+        # (wait, best epoch, has best weights), best and best weights.
+        self.counts = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False)
+        self.best = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.weights = [tf.Variable(tf.zeros_like(weights), trainable=False)
+                        for weights in model.get_weights()]
+        self.checkpoint = tf.train.Checkpoint(counts=self.counts, best=self.best,
+                                              weights=self.weights)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(folder), max_to_keep=2)
 
     def save(self, epoch: int) -> None:
         """Checkpoint the state as it stands after `epoch` epochs."""
-        if self.stopping is not None:
-            best_weights = self.stopping.best_weights
-            self.counts.assign([self.stopping.wait, self.stopping.best_epoch,
-                                best_weights is not None])
-            self.best.assign(float(self.stopping.best))
-            for variable, weights in zip(self.weights, best_weights or (), strict=False):
-                variable.assign(weights)
+        best_weights = self.stopping.best_weights
+        self.counts.assign([self.stopping.wait, self.stopping.best_epoch,
+                            best_weights is not None])
+        self.best.assign(float(self.stopping.best))
+        for variable, weights in zip(self.weights, best_weights or (), strict=False):
+            variable.assign(weights)
         self.manager.save(checkpoint_number=epoch)
 
     def restore(self, epoch: int) -> list[str]:
@@ -142,14 +140,12 @@ class _ExtraState:
         try:
             self.checkpoint.read(path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError) as err:
-            log.warning("the optimizer's backup %s cannot be read (%s); it starts afresh",
+            log.warning("the early-stopping backup %s cannot be read (%s); it starts afresh",
                         path, " ".join(str(err).split())[:200])
             return []
-        if self.stopping is None:
-            return ["optimizer"]
         wait, best_epoch, has_weights = (int(count) for count in self.counts.numpy())
         self.stopping.wait, self.stopping.best_epoch = wait, best_epoch
         self.stopping.best = float(self.best.numpy())
         self.stopping.best_weights = ([variable.numpy() for variable in self.weights]
                                       if has_weights else None)
-        return ["optimizer", "early stopping"]
+        return ["early stopping"]
