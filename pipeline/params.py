@@ -82,8 +82,7 @@ def one_of(*names: str) -> Any:
     return Annotated[Literal[names], Field(description=f"must be {allowed}")]
 
 
-Signal = Annotated[Literal[tuple(SIGNALS)],  # type: ignore[valid-type]
-                   Field(description=f"must be one of {list(SIGNALS)}")]
+Signal = one_of(*SIGNALS)
 
 
 class Section(BaseModel):
@@ -138,7 +137,7 @@ class WindowParams(Section):
 class ModelParams(Section):
     """The Seq2Seq network."""
 
-    cell: Annotated[Literal[CELLS], Field(description=f"must be one of {list(CELLS)}")]
+    cell: one_of(*CELLS)
     units: Annotated[int, between(1, 4096)]
     scaling: one_of("auto", "standard", "window", "none")
     residual: one_of("auto", "input", "linear", "none")
