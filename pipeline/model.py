@@ -80,10 +80,8 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
     encoder_seen, decoder_seen = ((scale[INPUT_SCALING](encoder_in),
                                    scale[TARGET_SCALING](decoder_in)) if scale
                                   else (encoder_in, decoder_in))
-    if scaling == "window":  # the first step's 0 as the window's level (0 scaled), so
-        # nothing but the window's shape reaches the network
-        decoder_seen = keras.ops.concatenate(
-            [keras.ops.zeros_like(decoder_seen[:, :1]), decoder_seen[:, 1:]], axis=1)
+    decoder_seen = keras.ops.concatenate(
+        [decoder_start(encoder_in, scale, scaling == "window"), decoder_seen[:, 1:]], axis=1)
     attending = attention != "none"
     # The encoder's final state seeds the decoder: the "context" (LSTM has two states).
     encoded = rnn(units, return_sequences=attending, return_state=True, unroll=unroll,
@@ -110,6 +108,14 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss=LOSSES[loss], steps_per_execution=steps_per_execution)
     return model
+
+
+def decoder_start(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None,
+                  by_window: bool) -> tf.Tensor:
+    """Return the decoder's first input (windows, 1, 1): the seed's 0 scaled as the target;
+    by window, 0 itself (the window's level), so only the window's shape reaches the network."""
+    zero = keras.ops.zeros_like(encoder_in[:, :1, :1])
+    return scale[TARGET_SCALING](zero) if scale and not by_window else zero
 
 
 def reference(encoder_in: tf.Tensor, scale: Mapping[str, layers.Layer] | None,
@@ -142,10 +148,8 @@ def build_predictor(trained: keras.Model) -> keras.Model:
     states = list(encoded[1:])  # each (windows, units)
     linear = trained.get_layer(REFERENCE) if REFERENCE in names else None
     corrected = reference(encoder_in, scale, linear) if RESIDUAL in names else None
-    start = keras.ops.zeros_like(encoder_in[:, :1, :1])  # (windows, 1, 1): the seed's first 0
-    if scale and WINDOW_MEAN not in names:  # the 0 the decoder saw in training, scaled
-        start = scale[TARGET_SCALING](start)
-    step_in, outputs = start[:, 0, :], []  # (windows, 1)
+    step_in = decoder_start(encoder_in, scale, WINDOW_MEAN in names)[:, 0, :]  # (windows, 1)
+    outputs = []
     for step in range(steps):
         decoded, states = cell(step_in, states)  # (windows, units)
         if attention is not None:
