@@ -33,7 +33,7 @@ for devices in (1, 2):
         update={"devices": devices})})
     model, _, history = train_model(params, arrays, [])
     found[devices] = {"replicas": distribution(devices).num_replicas_in_sync,
-                      "loss": history["loss"].tolist()}
+                      "loss": history.history["loss"]}
 print(json.dumps(found))
 """
 

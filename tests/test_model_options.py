@@ -72,7 +72,7 @@ def test_each_option_trains_saves_loads_serves_and_decodes_free_running(
         "window": {"steps": STEPS}, **OPTIONS[option],
         "train": {"epochs": 3, "batch_size": 8, **OPTIONS[option].get("train", {})}}))
     model, fitted, history = train_model(params, ARRAYS, [])
-    assert len(history) == 3 and np.isfinite(history["loss"]).all()
+    assert len(history.epoch) == 3 and np.isfinite(history.history["loss"]).all()
     free_running = params.train.decoding == "free_running"
     predictor = fitted if free_running else build_predictor(model)
     assert (fitted is not model) == free_running  # what fit trained

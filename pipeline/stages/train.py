@@ -44,12 +44,6 @@ SERIES_OF = {"train": paths.TRAIN_SERIES, "validation": paths.TRAIN_SERIES,
              "test": paths.TEST_SERIES}
 
 
-def history_table(history: keras.callbacks.History) -> pd.DataFrame:
-    """Return Keras' History as a table: epoch, loss, val_loss."""
-    return pd.DataFrame({"epoch": history.epoch, "loss": history.history["loss"],
-                         "val_loss": history.history["val_loss"]})
-
-
 def logged_history(run_id: str) -> pd.DataFrame:
     """Return loss and val_loss per epoch as the run holds them (a resumed training's too)."""
     loss, val_loss = (run_data.metric_by_step(run_id, key) for key in ("loss", "val_loss"))
@@ -60,9 +54,9 @@ def logged_history(run_id: str) -> pd.DataFrame:
 
 def train_model(params: Params, windows: Windows,
                 callbacks: list[keras.callbacks.Callback]
-                ) -> tuple[keras.Model, keras.Model, pd.DataFrame]:
+                ) -> tuple[keras.Model, keras.Model, keras.callbacks.History]:
     """Build a seeded model and fit it; return it, the network `fit` trained (it, or its
-    predictor for free-running decoding) and the history."""
+    predictor for free-running decoding) and Keras' History."""
     params = params.used()  # `auto` values as they apply to this source
     keras.utils.set_random_seed(params.train.seed)
     strategy = distribution(params.train.devices)
@@ -79,9 +73,8 @@ def train_model(params: Params, windows: Windows,
             loss=params.train.loss)
         fitted = (free_running_trainer(model) if params.train.decoding == "free_running"
                   else model)
-    return model, fitted, history_table(fit(fitted, windows.train.stretch,
-                                            windows.validation.stretch, params.train,
-                                            callbacks))
+    return model, fitted, fit(fitted, windows.train.stretch, windows.validation.stretch,
+                              params.train, callbacks)
 
 
 def scaling_of(params: Params, windows: Windows) -> dict[str, np.ndarray] | str | None:
