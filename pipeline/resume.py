@@ -92,7 +92,8 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if self.started_at is None:  # the first epoch of this fit: where it resumed
             self.started_at = epoch
             if epoch:
-                restored = self.stopping_state.restore(epoch) if self.stopping_state else []
+                restored = ([] if self.stopping_state is None
+                            else self.stopping_state.restore(epoch))
                 log.info("resuming training from its backup: epoch %d (%s restored)",
                          epoch + 1, ", ".join(["weights", "optimizer", *restored]))
 
@@ -100,7 +101,7 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if self.clock() - self.last_saved < self.seconds:
             return
         self.flush()
-        if self.stopping_state:
+        if self.stopping_state is not None:
             self.stopping_state.save(epoch + 1)
         super().on_epoch_end(epoch, logs)
         self.last_saved = self.clock()
