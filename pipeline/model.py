@@ -107,6 +107,9 @@ def build_training_model(  # noqa: PLR0913 - a Keras-style builder, options by k
     model = keras.Model([encoder_in, decoder_in], output, name="seq2seq")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss=LOSSES[loss], steps_per_execution=steps_per_execution)
+    # Built now, so a model saved unfitted (free-running decoding fits its predictor) loads
+    # without Keras' "Skipping variable loading for optimizer" warning.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -71,12 +71,8 @@ def train_model(params: Params, windows: Windows,
             scaling=scaling_of(params, windows),
             residual=params.model.residual, attention=params.model.attention,
             loss=params.train.loss)
-        fitted = model
-        if params.train.decoding == "free_running":
-            fitted = free_running_trainer(model)
-            # The training model's own optimizer never steps: built, its saved file loads
-            # without Keras' "Skipping variable loading for optimizer" warning.
-            model.optimizer.build(model.trainable_variables)
+        fitted = (free_running_trainer(model) if params.train.decoding == "free_running"
+                  else model)
     return model, fitted, fit(fitted, windows.train.stretch, windows.validation.stretch,
                               params.train, callbacks)
 
