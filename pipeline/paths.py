@@ -12,7 +12,7 @@ SERIES_DIR = DATA / "series"
 TRAIN_SERIES = SERIES_DIR / "train.csv"  # columns x, input, target
 TEST_SERIES = SERIES_DIR / "test.csv"
 
-WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<column>", see pipeline.data
+WINDOWS = DATA / "windows" / "windows.npz"  # arrays "<split>.<column>", see pipeline.windows
 
 MODEL_DIR = DATA / "model"
 MODEL = MODEL_DIR / "model.keras"  # teacher-forced: [encoder_in, decoder_in] -> target
