@@ -1,6 +1,6 @@
-"""Rules the code keeps: the stack's public APIs only, nothing standing in for a module, and
-no Unix-only module in the package (it must import on Windows too). Each check is shown
-to fail on a sample."""
+"""Rules the code keeps: the stack's public APIs only, nothing standing in for a module, no
+Unix-only module in the package (it must import on Windows too), and no module too long to
+read (split it before adding to it). Each check is shown to fail on a sample."""
 
 import ast
 from pathlib import Path
@@ -11,6 +11,8 @@ SOURCES = [*ROOT.glob("pipeline/**/*.py"), *ROOT.glob("benchmarks/*.py"),
 UNIX_ONLY = {"fcntl", "termios", "pwd", "resource", "grp", "posix"}
 # Objects built to pass for a module (as a stand-in for mlflow.keras once was).
 STAND_INS = {"SimpleNamespace", "ModuleType"}
+# Non-blank lines a module of the package may hold (issue 26): past it, split the module.
+MAX_MODULE_LINES = 250
 
 
 def imported_names(tree: ast.AST) -> list[list[str]]:
@@ -52,6 +54,13 @@ def unix_only_imports(source: str) -> list[str]:
                    if parts[0] in UNIX_ONLY})
 
 
+def too_long(sources: dict[str, str], limit: int = MAX_MODULE_LINES) -> dict[str, int]:
+    """Return the non-blank line count of each source longer than `limit`."""
+    counts = {name: sum(1 for line in text.splitlines() if line.strip())
+              for name, text in sources.items()}
+    return {name: count for name, count in counts.items() if count > limit}
+
+
 def test_no_code_reaches_private_mlflow_or_keras_names() -> None:
     assert len(SOURCES) > 20
     found = {str(path): private_names(path.read_text(encoding="utf-8")) for path in SOURCES}
@@ -70,6 +79,13 @@ def test_the_package_imports_no_unix_only_module() -> None:
     assert {path: modules for path, modules in found.items() if modules} == {}
 
 
+def test_no_module_of_the_package_is_too_long_to_read() -> None:
+    package = {str(path): path.read_text(encoding="utf-8")
+               for path in ROOT.glob("pipeline/**/*.py")}
+    assert len(package) > 30
+    assert too_long(package) == {}
+
+
 def test_each_check_can_fail() -> None:
     assert private_names("from mlflow.models.utils import _save_example\n") == [
         "mlflow.models.utils._save_example"]
@@ -81,3 +97,4 @@ def test_each_check_can_fail() -> None:
         "SimpleNamespace(a=1)"]
     assert unix_only_imports("import fcntl\nfrom resource import getrusage\n") == [
         "fcntl", "resource"]
+    assert too_long({"a.py": "x = 1\n\n" * 3, "b.py": "x = 1\n" * 2}, limit=2) == {"a.py": 3}
